@@ -1,0 +1,51 @@
+"""Atomic result files and resume bookkeeping shared by every experiment."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  """Writes JSON to `path` via a temp file in the same folder and os.replace.
+
+  A reader (or a killed run) sees either the old file or the new one, never a
+  half-written one.
+  """
+  atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=False).encode())
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def load_json(path: str, default: Any = None) -> Any:
+  """Contents of a JSON file, or `default` when it does not exist."""
+  if not os.path.exists(path):
+    return default
+  with open(path) as f:
+    return json.load(f)
+
+
+def save_figure(fig, path: str) -> None:
+  """Saves a matplotlib figure atomically as PNG and closes it."""
+  import io
+  import matplotlib.pyplot as plt
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  atomic_write_bytes(path, buf.getvalue())
