@@ -115,7 +115,7 @@ def orthogonalize_tree(tree, *, schedule, eps, ns_dtype, method, batching):
 
 
 def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
-                  steps: int = 5, eps: float = 1e-7, scaling: str = "kimi",
+                  steps: Optional[int] = None, eps: float = 1e-7, scaling: str = "kimi",
                   mu_dtype=None, ns_dtype=None, *, momentum: str = "paper",
                   batching: str = "auto", method: str = "auto") -> optax.GradientTransformation:
   """Muon's direction: momentum -> Newton–Schulz -> shape scaling.
@@ -123,7 +123,9 @@ def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs =
   Args:
     beta: momentum coefficient in [0, 1).
     nesterov: feed the Nesterov look-ahead to Newton–Schulz.
-    coeffs, steps, eps, ns_dtype, method: see `newton_schulz.newton_schulz`.
+    coeffs, steps, eps, ns_dtype, method: see `newton_schulz.newton_schulz`
+      (steps=None: 5, or the per-step schedule's length; a None default also
+      keeps it static under optax.inject_hyperparams).
     scaling: "kimi" (0.2 sqrt(max(m, n)), the paper's), "keller" or "none".
     mu_dtype: storage dtype of the momentum (None: the gradient's).
     momentum: "paper" — Algorithm 1, M <- beta M + G, Nesterov input
@@ -187,17 +189,24 @@ def _check_learning_rate(name: str, lr) -> None:
 
 def muon(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
          weight_decay_mask: Optional[Union[Any, Callable[[optax.Params], Any]]] = None,
-         **scale_by_muon_kwargs) -> optax.GradientTransformation:
+         beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
+         steps: Optional[int] = None, eps: float = 1e-7, scaling: str = "kimi", mu_dtype=None,
+         ns_dtype=None, momentum: str = "paper", batching: str = "auto",
+         method: str = "auto") -> optax.GradientTransformation:
   """Muon: scale_by_muon -> decoupled weight decay -> learning rate.
 
-  Every leaf must be >= 2-D (use `muon_with_adamw` for mixed models).
-  `learning_rate` may be a float or an optax schedule; the function also
-  composes with `optax.inject_hyperparams(muon)(learning_rate=...)`.
+  W <- W - lr * (scale * NS(momentum) + weight_decay * W). Every leaf must be
+  >= 2-D (use `muon_with_adamw` for mixed models). `learning_rate` may be a
+  float or an optax schedule; the signature is explicit so that
+  `optax.inject_hyperparams(muon)(learning_rate=...)` works. The remaining
+  arguments are those of `scale_by_muon`.
   """
   _check_learning_rate("learning_rate", learning_rate)
   _check_number("weight_decay", weight_decay, 0.0)
   return optax.chain(
-      scale_by_muon(**scale_by_muon_kwargs),
+      scale_by_muon(beta=beta, nesterov=nesterov, coeffs=coeffs, steps=steps, eps=eps,
+                    scaling=scaling, mu_dtype=mu_dtype, ns_dtype=ns_dtype, momentum=momentum,
+                    batching=batching, method=method),
       optax.add_decayed_weights(weight_decay, weight_decay_mask),
       optax.scale_by_learning_rate(learning_rate),
   )

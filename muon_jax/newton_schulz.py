@@ -73,12 +73,20 @@ METHODS = ("auto", "standard", "gram")
 GRAM_ASPECT_THRESHOLD = 1.5
 
 
-def resolve_coeffs(coeffs: Coeffs, steps: int) -> tuple[tuple[float, float, float], ...]:
+def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, float], ...]:
   """Returns the per-step schedule ((a, b, c),) * steps for a preset or user value.
 
-  Raises ValueError with the allowed values for unknown presets, steps <= 0,
+  `steps=None` means 5, or the length of a user per-step sequence. Raises
+  ValueError with the allowed values for unknown presets, steps <= 0,
   malformed tuples, or a per-step schedule whose length differs from `steps`.
   """
+  if steps is None:
+    steps = len(coeffs) if (not isinstance(coeffs, str) and np.ndim(coeffs) == 2) else 5
+  if isinstance(steps, jax.core.Tracer):
+    raise ValueError("steps must be a static Python int; under optax.inject_hyperparams pass"
+                     " static_args=('steps',) or leave steps at its default None")
+  if isinstance(steps, (np.ndarray, jax.Array)) and steps.ndim == 0 and jnp.issubdtype(steps.dtype, jnp.integer):
+    steps = int(steps)
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
     raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
   steps = int(steps)
@@ -175,7 +183,7 @@ def _newton_schulz(x, eps, *, schedule, method, ns_dtype):
   return x.astype(out_dtype)
 
 
-def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int = 5,
+def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = None,
                   eps: float = 1e-7, ns_dtype=None, method: str = "auto") -> jax.Array:
   """Approximate polar factor of every matrix in `x` (shape (..., m, n)).
 
@@ -183,7 +191,8 @@ def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int = 5,
     x: array of shape (..., m, n); leading dims are independent batch dims.
     coeffs: preset ("kimi", "dion", "polar_express"), one (a, b, c) tuple used
       at every step, or a per-step sequence of length `steps`.
-    steps: number of quintic iterations (>= 1).
+    steps: number of quintic iterations (>= 1); None: 5, or the length of a
+      per-step sequence.
     eps: added to each matrix's Frobenius norm before dividing.
     ns_dtype: dtype the iteration runs in (e.g. jnp.bfloat16); the result is
       returned in x's dtype. None: x's dtype.
