@@ -53,14 +53,12 @@ class LlamaConfig:
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
                        f"num_kv_heads={self.num_kv_heads} (grouped-query attention)")
-    if self.head_dim is None and self.hidden_size % self.num_heads:
-      raise ValueError(f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}")
-    if self.dims_per_head % 2:
-      raise ValueError(f"head_dim={self.dims_per_head} must be even for RoPE")
-
-  @property
-  def dims_per_head(self) -> int:
-    return self.head_dim or self.hidden_size // self.num_heads
+    if self.head_dim is None:
+      if self.hidden_size % self.num_heads:
+        raise ValueError(f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}")
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
 
   def replace(self, **kw) -> "LlamaConfig":
     return dataclasses.replace(self, **kw)
@@ -72,7 +70,7 @@ class LlamaConfig:
         "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
         "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
         "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-        "head_dim": self.dims_per_head, "rms_norm_eps": self.rms_norm_eps,
+        "head_dim": self.head_dim, "rms_norm_eps": self.rms_norm_eps,
         "rope_theta": self.rope_theta, "max_position_embeddings": self.max_position_embeddings,
         "initializer_range": self.init_std, "hidden_act": "silu", "tie_word_embeddings": False,
         "attention_bias": False, "mlp_bias": False,
@@ -144,7 +142,7 @@ class RMSNorm(nnx.Module):
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     x = x_BxLxD.astype(jnp.float32)
     x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
-    return self.scale.value.astype(self.dtype) * x.astype(self.dtype)
+    return self.scale[...].astype(self.dtype) * x.astype(self.dtype)
 
 
 def _linear(cfg: LlamaConfig, din: int, dout: int, rngs: nnx.Rngs) -> nnx.Linear:
@@ -156,7 +154,7 @@ class Attention(nnx.Module):
   """Causal multi-head attention with grouped KV heads and RoPE."""
 
   def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
-    d, hd = cfg.hidden_size, cfg.dims_per_head
+    d, hd = cfg.hidden_size, cfg.head_dim
     self.q_proj = _linear(cfg, d, cfg.num_heads * hd, rngs)
     self.k_proj = _linear(cfg, d, cfg.num_kv_heads * hd, rngs)
     self.v_proj = _linear(cfg, d, cfg.num_kv_heads * hd, rngs)
@@ -221,7 +219,7 @@ class Llama(nnx.Module):
     if l > self.config.max_position_embeddings:
       raise ValueError(f"sequence length {l} > max_position_embeddings "
                        f"{self.config.max_position_embeddings}")
-    cos, sin = rope_cos_sin(jnp.arange(l), self.config.dims_per_head, self.config.rope_theta)
+    cos, sin = rope_cos_sin(jnp.arange(l), self.config.head_dim, self.config.rope_theta)
     x_BxLxD = self.embed(tokens_BxL)
     for layer in self.layers:
       x_BxLxD = layer(x_BxLxD, cos, sin)
@@ -244,7 +242,7 @@ def matmul_param_count(config: LlamaConfig) -> int:
   Used for the 6·N FLOPs/token estimate (Kaplan et al.; the embedding lookup
   is a gather, the lm_head is a matmul).
   """
-  d, hd = config.hidden_size, config.dims_per_head
+  d, hd = config.hidden_size, config.head_dim
   attn = d * hd * (2 * config.num_heads + 2 * config.num_kv_heads)
   mlp = 3 * d * config.intermediate_size
   return config.num_layers * (attn + mlp) + d * config.vocab_size
@@ -252,7 +250,7 @@ def matmul_param_count(config: LlamaConfig) -> int:
 
 def flops_per_token(config: LlamaConfig, seq_len: int) -> float:
   """Training FLOPs per token: 6·N_matmul + 12·layers·L·(heads·head_dim) (PaLM App B)."""
-  attn = 12 * config.num_layers * seq_len * config.num_heads * config.dims_per_head
+  attn = 12 * config.num_layers * seq_len * config.num_heads * config.head_dim
   return 6.0 * matmul_param_count(config) + attn
 
 
@@ -302,7 +300,7 @@ def from_hf_state_dict(config: LlamaConfig, state_dict: Mapping[str, np.ndarray]
   model = abstract_model(config)
   graphdef, state = nnx.split(model)
   pure = hf_to_pure_dict(config, state_dict)
-  abstract = state.to_pure_dict()
+  abstract = nnx.to_pure_dict(state)
 
   def fill(path, want, got):
     name = jax.tree_util.keystr(path, simple=True, separator="/")
