@@ -1,0 +1,270 @@
+"""Tests for muon_jax.landscape: the App 12 probe against analytic surfaces."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from muon_jax import landscape
+from muon_jax.landscape import ProbeConfig
+from muon_jax.validate import FlagError
+
+M, N = 6, 4  # target kernel shape (in, out)
+
+
+class Block(nnx.Module):
+
+  def __init__(self, w0, rngs):
+    self.up_proj = nnx.Linear(N, M, use_bias=False, rngs=rngs)
+    self.down_proj = nnx.Linear(M, N, use_bias=False, rngs=rngs)
+    self.down_proj.kernel[...] = jnp.asarray(w0, jnp.float32)
+
+
+class Toy(nnx.Module):
+  """Target `mlp/down_proj/kernel` (M, N); other params enter the loss only as a constant."""
+
+  def __init__(self, w0, seed=0):
+    rngs = nnx.Rngs(seed)
+    self.mlp = Block(w0, rngs)
+    self.other = nnx.Param(jax.random.normal(rngs.params(), (N, 3)))
+    self.scale = nnx.Param(jnp.full((3,), 0.5))
+    self.counter = nnx.BatchStat(jnp.arange(3.0))  # non-Param state must survive too
+
+
+def const_term(model):
+  return 0.1 * jnp.sum(model.other[...] ** 2) * jnp.sum(model.scale[...])
+
+
+def regression_loss(model, batch):
+  """0.5 mean_b ||x_b W - y_b||^2 + const: an explicit quadratic in W."""
+  x, y = batch[:, :M], batch[:, M:]
+  r = x @ model.mlp.down_proj.kernel[...] - y
+  return 0.5 * jnp.mean(jnp.sum(r ** 2, -1)) + const_term(model)
+
+
+def planted_loss(model, batch):
+  """<C, W> * mean(batch): gradient c_b C with C planted below."""
+  return jnp.sum(jnp.asarray(PLANTED_C) * model.mlp.down_proj.kernel[...]) * jnp.mean(batch)
+
+
+def _orthonormal(key, rows, cols):
+  return np.linalg.qr(np.asarray(jax.random.normal(key, (rows, cols)), np.float64))[0]
+
+
+K = jax.random.split(jax.random.key(42), 8)
+U_PLANT, V_PLANT = _orthonormal(K[0], M, N), _orthonormal(K[1], N, N)
+S_PLANT = np.array([5.0, 3.0, 2.0, 1.0])
+PLANTED_C = (U_PLANT * S_PLANT) @ V_PLANT.T
+
+
+def regression_batches(key, count, b=16):
+  keys = jax.random.split(key, count)
+  return [np.asarray(jax.random.normal(k, (b, M + N)), np.float32) for k in keys]
+
+
+def np_grad(w, batch):
+  x, y = batch[:, :M].astype(np.float64), batch[:, M:].astype(np.float64)
+  return x.T @ (x @ w - y) / len(batch)
+
+
+def np_loss(w, batch):
+  x, y = batch[:, :M].astype(np.float64), batch[:, M:].astype(np.float64)
+  return 0.5 * np.mean(np.sum((x @ w - y) ** 2, -1))
+
+
+def state_snapshot(model):
+  flat = jax.tree_util.tree_flatten_with_path(nnx.state(model))[0]
+  return {jax.tree_util.keystr(p): (np.array(x), x.dtype) for p, x in flat}
+
+
+def small_cfg(**kw):
+  base = dict(path="mlp/down_proj", grad_batches=5, eval_batches=3, bulk_index=3, grid=5,
+              chunk=3)
+  base.update(kw)
+  return ProbeConfig(**base)
+
+
+def test_grid_equals_analytic_quadratic_surface():
+  w0 = np.asarray(jax.random.normal(K[2], (M, N)), np.float64)
+  model = Toy(w0)
+  grads, evals = regression_batches(K[3], 5), regression_batches(K[4], 3)
+  cfg = small_cfg()
+  res = landscape.probe(model, regression_loss, grads, evals, cfg)
+
+  g = np.mean([np_grad(w0, b) for b in grads], 0)
+  np.testing.assert_allclose(res.arrays["gradient"], g, rtol=1e-5, atol=1e-6)
+  deltas = [np_grad(w0, b) - g for b in grads]
+  np.testing.assert_allclose(res.arrays["row_covariance"], np.mean([d @ d.T for d in deltas], 0),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(res.arrays["col_covariance"], np.mean([d.T @ d for d in deltas], 0),
+                             rtol=1e-4, atol=1e-5)
+  u, s, vt = np.linalg.svd(g)
+  np.testing.assert_allclose(res["singular_values"]["gradient"], s, rtol=1e-5)
+  d1, d2 = np.outer(u[:, 0], vt[0]), np.outer(u[:, 2], vt[2])  # unit normalization, k = 3
+  const = float(const_term(model))
+  alpha, beta = np.array(res["alpha"]), np.array(res["beta"])
+  np.testing.assert_array_equal(alpha, np.linspace(-1, 1, 5))
+  expect = np.array([[np.mean([np_loss(w0 + a * d1 + bt * d2, e) for e in evals]) + const
+                      for bt in beta] for a in alpha])
+  np.testing.assert_allclose(res["loss_grid"], expect, rtol=2e-5)
+  center = np.mean([np_loss(w0, e) for e in evals]) + const
+  mt = res["metrics"]
+  np.testing.assert_allclose(mt["center_loss"], center, rtol=1e-5)
+  np.testing.assert_allclose(mt["spike_range"], np.ptp(expect[:, 2]), rtol=1e-4)
+  np.testing.assert_allclose(mt["spike_range_rel"], np.ptp(expect[:, 2]) / center, rtol=1e-4)
+  np.testing.assert_allclose(mt["bulk_range"], np.ptp(expect[2, :]), rtol=1e-4)
+  assert res["path"] == "mlp/down_proj/kernel" and res["shape"] == [M, N]
+  json.dumps(res)  # the dict part is plain JSON
+
+
+def test_spike_and_bulk_are_planted_singular_pairs():
+  w0 = np.asarray(jax.random.normal(K[5], (M, N)), np.float64)
+  # c_b has mean 1, so the averaged gradient is exactly PLANTED_C.
+  c = np.array([0.5, 1.5, 1.0, 2.0, 0.0])
+  grads = [np.full((2,), cb, np.float32) for cb in c]
+  evals = [np.ones((2,), np.float32)]
+  cfg = small_cfg(eval_batches=1, bulk_index=2)
+  res = landscape.probe(Toy(w0), planted_loss, grads, evals, cfg)
+  np.testing.assert_allclose(res["singular_values"]["gradient"], S_PLANT, rtol=1e-5)
+  np.testing.assert_allclose(res.arrays["row_covariance"], np.var(c) * PLANTED_C @ PLANTED_C.T,
+                             rtol=1e-4, atol=1e-5)
+  # L is linear: L(alpha, beta) = <C, W0> + alpha s_1 + beta s_k exactly when
+  # D_spike = u_1 v_1^T and D_bulk = u_k v_k^T (the only unit rank-1 maximizers).
+  alpha, beta = np.array(res["alpha"]), np.array(res["beta"])
+  l0 = np.sum(PLANTED_C * w0)
+  expect = l0 + S_PLANT[0] * alpha[:, None] + S_PLANT[1] * beta[None, :]
+  np.testing.assert_allclose(res["loss_grid"], expect, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(res["metrics"]["spike_range"], 2 * S_PLANT[0], rtol=1e-5)
+  np.testing.assert_allclose(res["metrics"]["bulk_range"], 2 * S_PLANT[1], rtol=1e-5)
+  assert res["bulk_index_used"] == 2 and not res["bulk_index_fallback"]
+
+
+def test_bulk_index_beyond_rank_uses_middle_and_normalizations_scale():
+  w0 = np.asarray(jax.random.normal(K[6], (M, N)), np.float64)
+  grads, evals = [np.ones((2,), np.float32)], [np.ones((2,), np.float32)]
+  for norm, scale in (("unit", 1.0), ("spectral", np.linalg.norm(w0, 2)),
+                      ("frobenius", np.linalg.norm(w0))):
+    cfg = small_cfg(grad_batches=1, eval_batches=1, bulk_index=500, normalization=norm)
+    res = landscape.probe(Toy(w0), planted_loss, grads, evals, cfg)
+    assert res["bulk_index_used"] == N // 2 + 1 and res["bulk_index_fallback"]
+    np.testing.assert_allclose(res["metrics"]["spike_range"], 2 * S_PLANT[0] * scale, rtol=1e-5)
+    np.testing.assert_allclose(res["metrics"]["bulk_range"], 2 * S_PLANT[N // 2] * scale,
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("beta_range", [(-1.0, 0.5), (-1.0, 0.8)])
+def test_lines_and_center_when_grid_misses_zero(beta_range):
+  w0 = np.asarray(jax.random.normal(K[2], (M, N)), np.float64)
+  grads, evals = regression_batches(K[3], 2), regression_batches(K[4], 2)
+  cfg = small_cfg(grad_batches=2, eval_batches=2, grid=4, alpha_range=(0.25, 1.0),
+                  beta_range=beta_range)
+  model = Toy(w0)
+  res = landscape.probe(model, regression_loss, grads, evals, cfg)
+  g = np.mean([np_grad(w0, b) for b in grads], 0)
+  u, _, vt = np.linalg.svd(g)
+  d1, d2 = np.outer(u[:, 0], vt[0]), np.outer(u[:, 2], vt[2])
+  const = float(const_term(model))
+  loss = lambda w: np.mean([np_loss(w, e) for e in evals]) + const
+  alpha, beta = np.array(res["alpha"]), np.array(res["beta"])
+  assert 0.0 not in alpha and (0.0 in beta) == (beta_range[1] == 0.5)
+  np.testing.assert_allclose(res["alpha_line"], [loss(w0 + a * d1) for a in alpha], rtol=2e-5)
+  np.testing.assert_allclose(res["beta_line"], [loss(w0 + b * d2) for b in beta], rtol=2e-5)
+  np.testing.assert_allclose(res["metrics"]["center_loss"], loss(w0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_dev,count", [(8, 5), (3, 7), (1, 2)])
+def test_gradient_average_with_uneven_device_split(n_dev, count):
+  w0 = np.asarray(jax.random.normal(K[7], (M, N)), np.float64)
+  grads = regression_batches(K[3], count)
+  cfg = small_cfg(grad_batches=count, eval_batches=1, grid=3)
+  res = landscape.probe(Toy(w0), regression_loss, iter(grads + grads), grads[:1], cfg,
+                        devices=jax.local_devices()[:n_dev])
+  np.testing.assert_allclose(res.arrays["gradient"],
+                             np.mean([np_grad(w0, b) for b in grads], 0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(res["metrics"]["grad_batch_loss"],
+                             np.mean([np_loss(w0, b) for b in grads]) + float(
+                                 const_term(Toy(w0))), rtol=1e-5)
+  assert res["num_devices"] == n_dev
+
+
+def test_model_is_restored_bit_exactly():
+  w0 = np.asarray(jax.random.normal(K[2], (M, N)), np.float64)
+  model = Toy(w0)
+  before = state_snapshot(model)
+  kernel_obj = model.mlp.down_proj.kernel.get_value()
+  grads, evals = regression_batches(K[3], 3), regression_batches(K[4], 2)
+  loss_before = float(regression_loss(model, evals[0]))
+  landscape.probe(model, regression_loss, grads, evals, small_cfg(grad_batches=3,
+                                                                   eval_batches=2))
+  after = state_snapshot(model)
+  assert before.keys() == after.keys()
+  for key, (x, dtype) in before.items():
+    assert after[key][1] == dtype
+    np.testing.assert_array_equal(after[key][0], x, err_msg=key)
+  assert model.mlp.down_proj.kernel.get_value() is kernel_obj
+  assert float(regression_loss(model, evals[0])) == loss_before
+
+
+@pytest.mark.parametrize("spectrum,expected", [
+    ([2.0, 1.0, 1.0, 0.0], 0.75),   # p = (1/2, 1/4, 1/4, 0): H = 1.5 ln 2, / ln 4
+    ([1.0, 1.0, 1.0, 1.0], 1.0),
+    ([3.0, 0.0, 0.0, 0.0], 0.0),
+    ([3.0, 1.0, 0.0, 0.0], (-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))) / np.log(4)),
+])
+def test_effective_rank_of_target_matches_hand_computed(spectrum, expected):
+  w0 = (U_PLANT * np.array(spectrum)) @ V_PLANT.T
+  res = landscape.probe(Toy(w0), planted_loss, [np.ones((2,), np.float32)],
+                        [np.ones((2,), np.float32)], small_cfg(grad_batches=1, eval_batches=1,
+                                                               grid=3))
+  np.testing.assert_allclose(res["metrics"]["effective_rank"], expected, atol=2e-6)
+  np.testing.assert_allclose(res["singular_values"]["weight"], spectrum, atol=2e-6)
+
+
+def _never_called(model, batch):
+  raise AssertionError("loss_fn must not be traced before validation")
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(bulk_index=0), "--probe_bulk_index=0"),
+    (dict(bulk_index=-3), "--probe_bulk_index=-3"),
+    (dict(bulk_index=1), "--probe_bulk_index=1"),
+    (dict(grid=2), "--probe_grid=2"),
+    (dict(grad_batches=0), "--probe_grad_batches=0"),
+    (dict(chunk=0), "--probe_chunk=0"),
+    (dict(normalization="filter"), "unit, spectral, frobenius"),
+    (dict(alpha_range=(1.0, -1.0)), "--probe_alpha_range"),
+    (dict(path="layers/9/mlp/down_proj"), "valid paths: mlp/down_proj/kernel [6, 4], "
+                                          "mlp/up_proj/kernel [4, 6], other [4, 3]"),
+    (dict(path="mlp"), "ambiguous (2 matches)"),
+    (dict(path="scale"), "matches no"),
+    (dict(path="down_pro"), "matches no"),
+    (dict(grad_batches=9), "only 5 batches"),
+])
+def test_bad_configs_fail_before_compiling(kw, needle):
+  grads = [np.ones((2,), np.float32)] * 5
+  with pytest.raises(FlagError) as e:
+    landscape.probe(Toy(np.ones((M, N))), _never_called, grads, grads, small_cfg(**kw))
+  assert needle in str(e.value)
+
+
+def test_save_load_and_done(tmp_path):
+  w0 = np.asarray(jax.random.normal(K[2], (M, N)), np.float64)
+  res = landscape.probe(Toy(w0), planted_loss, [np.ones((2,), np.float32)],
+                        [np.ones((2,), np.float32)], small_cfg(grad_batches=1, eval_batches=1,
+                                                               grid=3))
+  out = str(tmp_path)
+  assert not landscape.probe_done(out, 100)
+  landscape.save_probe(out, 100, res)
+  landscape.save_probe(out, 7, res)
+  assert landscape.probe_done(out, 100) and landscape.probe_done(out, 7)
+  assert sorted(os.listdir(out)) == ["probe_step100.json", "probe_step100.npz",
+                                     "probe_step7.json", "probe_step7.npz"]
+  loaded = landscape.load_probes(out)
+  assert [r["step"] for r in loaded] == [7, 100]
+  assert loaded[1]["metrics"] == res["metrics"]
+  np.testing.assert_array_equal(np.load(os.path.join(out, "probe_step7.npz"))["gradient"],
+                                res.arrays["gradient"])
