@@ -452,7 +452,9 @@ class PackedBatches:
   """
 
   def __init__(self, stream: _DocStream, tokenizer, *, seq_len: int, batch_size: int,
-               tokenizer_spec: str, encode_chunk: int = 64):
+               tokenizer_spec: str, encode_chunk: int = 64, prefetch: int = 0):
+    self._prefetch = prefetch
+    self._worker = None
     self._stream = stream
     self.tokenizer = tokenizer
     self.seq_len = seq_len
@@ -482,24 +484,75 @@ class PackedBatches:
       for (pos, _), ids in zip(chunk, self.tokenizer.encode_batch([t for _, t in chunk])):
         yield pos, np.concatenate([ids.astype(np.int32, copy=False), eos])
 
-  def get_state(self) -> dict:
+  def _position(self) -> dict:
     epoch, shard, doc = self._pos
     return {"version": _STATE_VERSION, **self._identity, "epoch": epoch, "shard": shard, "doc": doc,
             "token": self._offset}
+
+  def get_state(self) -> dict:
+    """JSON-serializable position after the last batch returned by next()."""
+    return dict(self._consumed) if self._prefetch else self._position()
 
   def set_state(self, state: dict) -> None:
     for k, v in self._identity.items():
       if k in state and state[k] != v:
         raise ValueError(f"data state is for {k}={state[k]!r}, this pipeline has {k}={v!r}")
+    self.close()
     self._pos = (int(state["epoch"]), int(state["shard"]), int(state["doc"]))
     self._offset = int(state["token"])
     self._cur = None  # tokens of the document at self._pos; loaded lazily
     self._gen = None
+    self._consumed = self._position()
+
+  def close(self) -> None:
+    """Stops the prefetch thread (if any); the next next() restarts it from get_state()."""
+    if self._worker is not None:
+      import queue
+      thread, stop, out = self._worker
+      stop.set()
+      while thread.is_alive():  # unblock a pending put
+        try:
+          out.get(timeout=0.05)
+        except queue.Empty:
+          pass
+      self._worker = None
+      self.set_state(self._consumed)
 
   def __iter__(self):
     return self
 
   def __next__(self) -> np.ndarray:
+    if not self._prefetch:
+      return self._produce()
+    if self._worker is None:
+      self._start_worker()
+    item = self._worker[2].get()
+    if isinstance(item, BaseException):
+      self._worker[0].join()
+      self._worker = None
+      self.set_state(self._consumed)
+      raise item
+    batch, self._consumed = item
+    return batch
+
+  def _start_worker(self) -> None:
+    """Background producer: tokenization (which releases the GIL) overlaps the training step."""
+    import queue
+    import threading
+    stop, out = threading.Event(), queue.Queue(maxsize=self._prefetch)
+
+    def work():
+      try:
+        while not stop.is_set():
+          out.put((self._produce(), self._position()))  # blocks while the queue is full
+      except BaseException as e:  # surfaced by the consumer's next()
+        out.put(e)
+
+    thread = threading.Thread(target=work, name="muon_jax.data.prefetch", daemon=True)
+    self._worker = (thread, stop, out)
+    thread.start()
+
+  def _produce(self) -> np.ndarray:
     need = self.batch_size * (self.seq_len + 1)
     if self._gen is None:
       self._gen = self._docs(*self._pos)
@@ -518,7 +571,8 @@ class PackedBatches:
 
 def build_pipeline(corpus: str = "stdlib", tokenizer: str = "bytes", *, seq_len: int, batch_size: int,
                    seed: int, split: str = "train", cache_dir: str | None = None,
-                   eval_fraction: float = 0.02, tokenizer_sample_chars: int = 4_000_000) -> PackedBatches:
+                   eval_fraction: float = 0.02, tokenizer_sample_chars: int = 4_000_000,
+                   prefetch: int = 0) -> PackedBatches:
   """Corpus + tokenizer + packing -> `PackedBatches` (see module docstring).
 
   Args:
@@ -530,12 +584,16 @@ def build_pipeline(corpus: str = "stdlib", tokenizer: str = "bytes", *, seq_len:
     cache_dir: where trained tokenizers are cached (default $MUON_JAX_CACHE or ~/.cache/muon_jax).
     eval_fraction: share of documents held out for "eval" by text hash.
     tokenizer_sample_chars: bound on the text that "train:VOCAB" trains on.
+    prefetch: if > 0, a background thread keeps up to this many batches ready
+      (same batches and states as prefetch=0; call .close() to stop it early).
   """
   if split not in ("train", "eval"):
     raise FlagError(f"split={split!r} is not allowed; choose from train, eval")
   for name, v in (("seq_len", seq_len), ("batch_size", batch_size)):
     if not isinstance(v, (int, np.integer)) or v < 1:
       raise FlagError(f"--{name}={v!r} is out of range; allowed [1, inf)")
+  if not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
+    raise FlagError(f"prefetch={prefetch!r} is out of range; allowed [0, inf)")
   if not 0.0 < eval_fraction < 1.0:
     raise FlagError(f"eval_fraction={eval_fraction} is out of range; allowed (0, 1)")
   spec = validate_corpus_spec(corpus)
@@ -543,4 +601,4 @@ def build_pipeline(corpus: str = "stdlib", tokenizer: str = "bytes", *, seq_len:
   stream = _DocStream(_make_source(spec), split, int(seed), eval_fraction, str(corpus).strip())
   tok = _make_tokenizer(tok_kind, tok_arg, stream, cache_dir, tokenizer_sample_chars)
   return PackedBatches(stream, tok, seq_len=int(seq_len), batch_size=int(batch_size),
-                       tokenizer_spec=str(tokenizer).strip())
+                       tokenizer_spec=str(tokenizer).strip(), prefetch=int(prefetch))

@@ -267,6 +267,8 @@ def test_bad_corpora_give_clear_errors(tmp_path):
   (tmp_path / "empty" / "a.txt").write_text("")
   with pytest.raises(FlagError, match="no non-empty documents"):
     next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0))
+  with pytest.raises(FlagError, match="no non-empty documents"):  # raised through the prefetch thread
+    next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0, prefetch=2))
   (tmp_path / "binary").mkdir()
   (tmp_path / "binary" / "x.bin").write_bytes(b"\0\1")
   with pytest.raises(FlagError, match="holds no text"):
@@ -281,3 +283,20 @@ def test_bad_corpora_give_clear_errors(tmp_path):
     data.build_pipeline("stdlib", seq_len=8, batch_size=1, seed=0, split="test")
   with pytest.raises(FlagError, match="seq_len"):
     data.build_pipeline("stdlib", seq_len=0, batch_size=1, seed=0)
+
+
+def test_prefetch_thread_gives_same_batches_and_states(jsonl_corpus):
+  make = lambda p: data.build_pipeline(jsonl_corpus, "bytes", seq_len=13, batch_size=2, seed=4, prefetch=p)
+  plain, ahead = make(0), make(3)
+  for _ in range(12):
+    np.testing.assert_array_equal(next(ahead), next(plain))
+    assert ahead.get_state() == plain.get_state()
+  state = ahead.get_state()
+  ahead.set_state(state)  # stops the thread, discards prefetched batches, restarts from `state`
+  np.testing.assert_array_equal(next(ahead), next(plain))
+  ahead.close()
+  assert ahead.get_state() == plain.get_state()
+  np.testing.assert_array_equal(next(ahead), next(plain))
+  ahead.close()
+  with pytest.raises(FlagError, match="prefetch"):
+    make(-1)
