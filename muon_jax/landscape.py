@@ -405,3 +405,47 @@ def load_probes(run_dir: str) -> list[dict]:
     if name.startswith("probe_step") and name.endswith(".json"):
       found.append(results.load_json(os.path.join(run_dir, name)))
   return sorted(found, key=lambda r: r["step"])
+
+
+def kinematic_claims(runs: dict[str, list[dict]], baseline: str = "adamw",
+                     candidate: str = "muon") -> dict:
+  """Checks the paper's three Sec 4.3 claims on probe results of two runs.
+
+  At the last milestone both runs share: (1) the candidate's target has the
+  higher effective rank; (2) its spike range collapses: it ends below the
+  baseline's and shrinks from the first to the last shared milestone by a
+  larger factor than the baseline's does (the paper reports two orders of
+  magnitude, recorded as `two_orders_of_magnitude`); (3) its center loss is
+  lower. Returns {"available": False, "reason": ...} when the runs can't be
+  compared.
+  """
+  if baseline not in runs or candidate not in runs:
+    return {"available": False, "reason": f"need runs labelled {baseline!r} and {candidate!r}, "
+                                          f"got {sorted(runs)}"}
+  by = {lb: {p["step"]: p["metrics"] for p in runs[lb]} for lb in (baseline, candidate)}
+  common = sorted(set(by[baseline]) & set(by[candidate]))
+  if not common:
+    return {"available": False, "reason": "the runs share no probe step"}
+  first, last = common[0], common[-1]
+  b, c = by[baseline], by[candidate]
+  shrink = lambda run: run[first]["spike_range"] / max(run[last]["spike_range"], 1e-30)
+  return {
+      "available": True, "steps": common, "final_step": last,
+      "higher_effective_rank": {
+          "holds": c[last]["effective_rank"] > b[last]["effective_rank"],
+          "holds_at_every_step": all(c[s]["effective_rank"] > b[s]["effective_rank"]
+                                     for s in common),
+          baseline: b[last]["effective_rank"], candidate: c[last]["effective_rank"]},
+      "spike_range_collapse": {
+          "holds": (c[last]["spike_range"] < b[last]["spike_range"]
+                    and (len(common) < 2 or shrink(c) > shrink(b))),
+          f"{baseline}_over_{candidate}_at_final": b[last]["spike_range"]
+                                                   / max(c[last]["spike_range"], 1e-30),
+          f"{candidate}_first_over_last": shrink(c), f"{baseline}_first_over_last": shrink(b),
+          "two_orders_of_magnitude": shrink(c) >= 100.0,
+          baseline: b[last]["spike_range"], candidate: c[last]["spike_range"]},
+      "lower_center_loss": {
+          "holds": c[last]["center_loss"] < b[last]["center_loss"],
+          "holds_at_every_step": all(c[s]["center_loss"] < b[s]["center_loss"] for s in common),
+          baseline: b[last]["center_loss"], candidate: c[last]["center_loss"]},
+  }

@@ -268,3 +268,53 @@ def test_save_load_and_done(tmp_path):
   assert loaded[1]["metrics"] == res["metrics"]
   np.testing.assert_array_equal(np.load(os.path.join(out, "probe_step7.npz"))["gradient"],
                                 res.arrays["gradient"])
+
+
+def _fake_probe(step, er, spike, center, g=3):
+  ax = np.linspace(-1, 1, g)
+  grid = center + spike / 2 * ax[:, None] + 0.1 * ax[None, :] ** 2
+  return {"step": step, "path": "x/kernel", "alpha": ax.tolist(), "beta": ax.tolist(),
+          "loss_grid": grid.tolist(),
+          "metrics": {"effective_rank": er, "spike_range": spike, "bulk_range": 0.1,
+                      "center_loss": center}}
+
+
+def test_kinematic_claims_verdicts():
+  adamw = [_fake_probe(10, 0.5, 1.0, 3.0), _fake_probe(20, 0.6, 0.8, 2.5)]
+  muon = [_fake_probe(10, 0.7, 1.0, 2.9), _fake_probe(20, 0.8, 0.005, 2.0)]
+  c = landscape.kinematic_claims({"adamw": adamw, "muon": muon})
+  assert c["final_step"] == 20 and c["steps"] == [10, 20]
+  assert c["higher_effective_rank"]["holds"] and c["higher_effective_rank"]["holds_at_every_step"]
+  sr = c["spike_range_collapse"]
+  assert sr["holds"] and sr["two_orders_of_magnitude"]
+  np.testing.assert_allclose([sr["muon_first_over_last"], sr["adamw_first_over_last"],
+                              sr["adamw_over_muon_at_final"]], [200.0, 1.25, 160.0])
+  assert c["lower_center_loss"]["holds"]
+  # Swapping roles flips every verdict.
+  r = landscape.kinematic_claims({"adamw": muon, "muon": adamw})
+  assert not (r["higher_effective_rank"]["holds"] or r["spike_range_collapse"]["holds"]
+              or r["lower_center_loss"]["holds"])
+  assert not landscape.kinematic_claims({"adamw": adamw})["available"]
+  assert not landscape.kinematic_claims({"adamw": adamw, "muon": [_fake_probe(5, 1, 1, 1)]})[
+      "available"]
+
+
+def test_figures_plot_the_probe_numbers():
+  from muon_jax import plotting
+  runs = {"adamw": [_fake_probe(10, 0.5, 1.0, 3.0), _fake_probe(20, 0.6, 0.8, 2.5)],
+          "muon": [_fake_probe(10, 0.7, 1.0, 2.9), _fake_probe(20, 0.8, 0.05, 2.0)]}
+  fig = plotting.kinematics_figure(runs)
+  er, spike, center = fig.axes[:3]
+  for i, (label, probes) in enumerate(runs.items()):
+    np.testing.assert_array_equal(er.lines[i].get_ydata(),
+                                  [p["metrics"]["effective_rank"] for p in probes])
+    np.testing.assert_array_equal(spike.lines[2 * i].get_ydata(),
+                                  [p["metrics"]["spike_range"] for p in probes])
+    np.testing.assert_array_equal(center.lines[i].get_xdata(), [10, 20])
+    np.testing.assert_array_equal(center.lines[i].get_ydata(),
+                                  [p["metrics"]["center_loss"] for p in probes])
+  fig = plotting.surfaces_figure(runs)
+  surfaces = [ax for ax in fig.axes if ax.name == "3d"]
+  assert len(surfaces) == 4  # 2 runs x 2 milestones
+  lo = min(np.min(p["loss_grid"]) for ps in runs.values() for p in ps if p["step"] == 10)
+  assert surfaces[0].get_zlim()[0] == pytest.approx(lo)
