@@ -383,6 +383,12 @@ def tokenizer_sample(stream: _DocStream, max_chars: int) -> list[str]:
   return texts
 
 
+def corpus_sample(corpus: str = "stdlib", max_chars: int = 4_000_000, *, eval_fraction: float = 0.02) -> list[str]:
+  """The bounded train-split text sample that "train:VOCAB" tokenizers are trained on."""
+  stream = _DocStream(_make_source(validate_corpus_spec(corpus)), "train", 0, eval_fraction, corpus)
+  return tokenizer_sample(stream, max_chars)
+
+
 def train_bpe(texts: Sequence[str], vocab_size: int):
   """Byte-level BPE (GPT-2 style pre-tokenizer, lossless) with "<eos>" as id 0."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

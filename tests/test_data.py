@@ -300,3 +300,13 @@ def test_prefetch_thread_gives_same_batches_and_states(jsonl_corpus):
   ahead.close()
   with pytest.raises(FlagError, match="prefetch"):
     make(-1)
+
+
+def test_fineweb_edu_spec_parses_and_fails_cleanly_offline():
+  assert data.validate_corpus_spec(data.FINEWEB_EDU) == data.CorpusSpec(
+      "hf", "HuggingFaceFW/fineweb-edu", "sample-100BT")
+  if os.environ.get("HF_HUB_OFFLINE") != "1":
+    pytest.skip("only checked where the hub is switched off (never downloads)")
+  with pytest.raises(FlagError, match="could not open the dataset") as e:
+    data.build_pipeline(data.FINEWEB_EDU, seq_len=8, batch_size=1, seed=0)
+  assert "\n" not in str(e.value)
