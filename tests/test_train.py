@@ -1,0 +1,133 @@
+"""Trainer: schedule, loss decrease, pmap == single device, kill + resume, NaN guard."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from muon_jax import landscape
+from muon_jax import train as tr
+from muon_jax.validate import FlagError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = tr.TrainConfig(model="tiny", seq_len=32, global_batch=16, log_every=1, ckpt_every=0)
+
+
+def _losses(out_dir):
+  return np.array([r["loss"] for r in tr.read_metrics(out_dir)])
+
+
+def test_lr_factor_schedule():
+  steps = [1, 90, 91, 95, 100]
+  got = np.array([float(tr.lr_factor(s, 100, 0.9, 0.01)) for s in steps])
+  # constant through step 90, cosine from 90 to 100: t = (s - 90) / 10.
+  want = [1.0, 1.0, 0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 0.1)), 0.01 + 0.99 * 0.5, 0.01]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_bad_config_raises_before_compiling():
+  with pytest.raises(FlagError, match="--optimizer"):
+    tr.validate_config(dataclasses.replace(BASE, optimizer="sgd"))
+  with pytest.raises(FlagError, match="--seq_len"):
+    tr.validate_config(dataclasses.replace(BASE, seq_len=100_000))
+  with pytest.raises(FlagError, match="--global_batch=12"):
+    tr.resolve_batching(dataclasses.replace(BASE, global_batch=12, micro_batch=1))  # 8 devices
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_loss_decreases(tmp_path, optimizer):
+  cfg = dataclasses.replace(BASE, optimizer=optimizer, steps=30, out_dir=str(tmp_path))
+  s = tr.train(cfg)
+  losses = _losses(tmp_path)
+  assert s["status"] == "ok" and len(losses) == 30 and s["devices"] == 8
+  assert losses[0] > np.log(200)  # near-uniform start over the 257-byte vocab
+  assert losses[-5:].mean() < losses[0] - 1.0
+
+
+def test_pmap_matches_single_device(tmp_path):
+  """8 devices x micro 2 == 1 device x 4 micro-steps x 4: same losses and weights."""
+  runs = {}
+  for name, kw in {"pmap": dict(num_devices=8, micro_batch=2),
+                   "single": dict(num_devices=1, micro_batch=4)}.items():
+    cfg = dataclasses.replace(BASE, optimizer="muon", steps=3, out_dir=str(tmp_path / name), **kw)
+    s = tr.train(cfg)
+    mngr = tr._checkpoint_manager(cfg.out_dir, 1)
+    graphdef, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
+    opt_state = tr.build_optimizer(cfg).init(params)
+    runs[name] = (s, _losses(cfg.out_dir), tr.restore_checkpoint(mngr, params, opt_state)[0])
+  assert runs["pmap"][0]["accum_steps"] == 1 and runs["single"][0]["accum_steps"] == 4
+  np.testing.assert_allclose(runs["pmap"][1], runs["single"][1], rtol=0, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(runs["pmap"][2]), jax.tree.leaves(runs["single"][2])):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def _binary(out_dir, *extra):
+  return [sys.executable, "-m", "experiments.train_llama", f"--out_dir={out_dir}", "--model=tiny",
+          "--optimizer=muon", "--seq_len=32", "--global_batch=16", "--steps=20", "--log_every=1",
+          "--ckpt_every=5", *extra]
+
+
+def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
+  # Reference: uninterrupted 20 steps in-process, with a landscape probe after
+  # step 7 (which must not perturb training).
+  probe = landscape.ProbeConfig(path="layers/1/mlp/down_proj", grad_batches=2, eval_batches=1,
+                                bulk_index=3, grid=3, save_arrays=False)
+  ref_dir = tmp_path / "ref"
+  tr.train(dataclasses.replace(BASE, optimizer="muon", steps=20, ckpt_every=5, out_dir=str(ref_dir),
+                               probe_steps=(7,), probe=probe, probe_batch=2))
+  assert landscape.probe_done(str(ref_dir), 7)
+  ref = _losses(ref_dir)
+
+  out = tmp_path / "killed"
+  proc = subprocess.Popen(_binary(out, "--step_sleep_s=0.4"), cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not (out / "checkpoints" / "10").is_dir():  # Orbax renames a finished save into place
+    assert proc.poll() is None, "training exited before it could be killed"
+    assert time.time() < deadline
+    time.sleep(0.1)
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  killed_at = tr.read_metrics(str(out))[-1]["step"]
+  assert 10 <= killed_at < 20
+
+  subprocess.run(_binary(out, "--resume"), cwd=REPO, check=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  summary = json.loads((out / "summary.json").read_text())
+  assert 10 <= summary["start_step"] < 20 and summary["status"] == "ok"
+  rows = tr.read_metrics(str(out))
+  assert [r["step"] for r in rows] == list(range(1, 21))
+  np.testing.assert_array_equal(np.array([r["loss"] for r in rows]), ref)
+
+
+def test_nonfinite_guard_skips_and_stops(tmp_path):
+  # lr = 1e30: the first update lands (finite, huge weights), then every loss
+  # overflows; those updates are skipped and training stops after 2.
+  cfg = dataclasses.replace(BASE, optimizer="adamw", lr=1e30, steps=10, ckpt_every=1,
+                            max_nonfinite=2, num_devices=2, out_dir=str(tmp_path))
+  s = tr.train(cfg)
+  rows = tr.read_metrics(str(tmp_path))
+  assert s["status"] == "stopped_nonfinite" and s["nonfinite_total"] == 2
+  assert [r["finite"] for r in rows] == [True, False, False]
+  mngr = tr._checkpoint_manager(cfg.out_dir, 10)
+  assert mngr.latest_step() == 2  # step 2 was skipped: it holds step 1's weights
+  _, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
+  opt_state = tr.build_optimizer(cfg).init(params)
+  p1, _, meta1 = tr.restore_checkpoint(mngr, params, opt_state, step=1)
+  p2, _, meta2 = tr.restore_checkpoint(mngr, params, opt_state, step=2)
+  assert (meta1["step"], meta2["step"]) == (1, 2)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+  # A non-finite tree is refused outright.
+  bad = jax.tree.map(lambda x: np.full_like(x, np.nan), params)
+  assert not tr.save_checkpoint(mngr, 99, bad, opt_state, {"step": 99})
+  mngr.wait_until_finished()
+  assert 99 not in mngr.all_steps()
