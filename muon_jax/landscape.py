@@ -123,7 +123,7 @@ def matrix_params(model: nnx.Module) -> dict[str, tuple[int, ...]]:
   """Paths (as in CONTRACTS.md, minus the '/value' leaf) and shapes of 2-D params."""
   flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
   return {_display(jax.tree_util.keystr(p, simple=True, separator="/")): tuple(x.shape)
-          for p, x in flat if np.ndim(x) == 2}
+          for p, x in flat if len(x.shape) == 2}
 
 
 def _matches(path: str, query: str) -> bool:
@@ -139,7 +139,7 @@ def resolve_target(model: nnx.Module, path: str) -> tuple[int, str, tuple[int, i
   """
   flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
   valid = [(i, _display(jax.tree_util.keystr(p, simple=True, separator="/")), tuple(x.shape))
-           for i, (p, x) in enumerate(flat) if np.ndim(x) == 2 and min(x.shape) >= 2]
+           for i, (p, x) in enumerate(flat) if len(x.shape) == 2 and min(x.shape) >= 2]
   hits = [v for v in valid if _matches(v[1], path)]
   if len(hits) != 1:
     listing = ", ".join(f"{p} {list(s)}" for _, p, s in valid) or "none"
@@ -149,7 +149,8 @@ def resolve_target(model: nnx.Module, path: str) -> tuple[int, str, tuple[int, i
 
 
 def check_probe(model: nnx.Module, cfg: ProbeConfig) -> None:
-  """Validates `cfg` against `model` (call before training compiles)."""
+  """Validates `cfg` against `model` (call before training compiles; an
+  abstract `nnx.eval_shape` model works, only shapes are read)."""
   validate_probe_config(cfg)
   resolve_target(model, cfg.path)
 

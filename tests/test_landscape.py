@@ -318,3 +318,23 @@ def test_figures_plot_the_probe_numbers():
   assert len(surfaces) == 4  # 2 runs x 2 milestones
   lo = min(np.min(p["loss_grid"]) for ps in runs.values() for p in ps if p["step"] == 10)
   assert surfaces[0].get_zlim()[0] == pytest.approx(lo)
+
+
+def test_training_with_and_without_probe_gives_identical_losses(tmp_path):
+  from muon_jax import train as train_lib
+  probe_cfg = ProbeConfig(path="layers/1/mlp/down_proj", grad_batches=3, eval_batches=2, grid=3,
+                          chunk=4)
+  base = dict(model="tiny", optimizer="muon", steps=4, global_batch=4, seq_len=16, num_devices=2,
+              log_every=1, ckpt_every=0, probe_batch=2)
+  runs = {}
+  for name, kw in (("plain", {}), ("probed", dict(probe_steps=(2,), probe=probe_cfg))):
+    out = str(tmp_path / name)
+    train_lib.train(train_lib.TrainConfig(out_dir=out, **base, **kw))
+    runs[name] = out
+  assert landscape.probe_done(runs["probed"], 2) and not landscape.probe_done(runs["plain"], 2)
+  plain, probed = (train_lib.read_metrics(runs[n]) for n in ("plain", "probed"))
+  assert [r["step"] for r in probed] == [1, 2, 3, 4]
+  assert [r["loss"] for r in probed] == [r["loss"] for r in plain]  # bit-exact
+  assert [r["grad_norm"] for r in probed] == [r["grad_norm"] for r in plain]
+  res = landscape.load_probes(runs["probed"])[0]
+  assert res["path"] == "layers/1/mlp/down_proj/kernel" and res["num_devices"] == 2
