@@ -362,6 +362,26 @@ def run_grid(optimizer_fn: OptimizerFn, cfg: SaddleConfig, grid: Grid, *, seed: 
   devices = list(devices or jax.local_devices())
   c = len(grid.lam)
   padded = _pad(grid, len(devices))  # duplicates of the last cell, dropped below.
+  fn = build_grid_fn(optimizer_fn, cfg, seed=seed, devices=devices, trace=trace)
+  state, buf = fn(padded.lam, padded.kappa, padded.lr, padded.seed_index)
+  tau, hit = np.asarray(state.tau)[:c], np.asarray(state.hit)[:c]
+  out = {"tau_esc": tau[:, 0], "tau_esc_frob": tau[:, 1], "tau_lock": tau[:, 2],
+         "escaped": hit[:, 0], "escaped_frob": hit[:, 1], "locked": hit[:, 2],
+         "w_final": np.asarray(state.w)[:c]}
+  if trace:
+    out["trace"] = _forward_fill(np.asarray(buf)[:c])
+  return out
+
+
+def build_grid_fn(optimizer_fn: OptimizerFn, cfg: SaddleConfig, *, seed: int = 0,
+                  devices: Optional[Sequence[Any]] = None, trace: bool = False):
+  """The jitted grid function behind `run_grid` (for benchmarks that reuse it).
+
+  Returns f(lam_C, kappa_C, lr_C, seed_index_C) -> (CellState batched over C,
+  trace_CxTx2 or an empty (C, 0, 2) array); C must be a multiple of the
+  device count.
+  """
+  devices = list(devices or jax.local_devices())
   geom = make_geometry(cfg, seed)
   step_all = jax.vmap(functools.partial(step_cell, optimizer_fn, cfg, geom),
                       in_axes=(0, None, 0, 0, 0, 0))
@@ -389,16 +409,8 @@ def run_grid(optimizer_fn: OptimizerFn, cfg: SaddleConfig, grid: Grid, *, seed: 
     return state, buf
 
   mesh = Mesh(np.asarray(devices), ("cells",))
-  fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("cells"), out_specs=P("cells"),
-                             check_vma=False))
-  state, buf = fn(padded.lam, padded.kappa, padded.lr, padded.seed_index)
-  tau, hit = np.asarray(state.tau)[:c], np.asarray(state.hit)[:c]
-  out = {"tau_esc": tau[:, 0], "tau_esc_frob": tau[:, 1], "tau_lock": tau[:, 2],
-         "escaped": hit[:, 0], "escaped_frob": hit[:, 1], "locked": hit[:, 2],
-         "w_final": np.asarray(state.w)[:c]}
-  if trace:
-    out["trace"] = _forward_fill(np.asarray(buf)[:c])
-  return out
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("cells"), out_specs=P("cells"),
+                               check_vma=False))
 
 
 def _forward_fill(trace_CxTx2: np.ndarray) -> np.ndarray:
