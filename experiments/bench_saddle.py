@@ -106,8 +106,8 @@ def main(argv):
                  100 * row["fraction_of_matmul_roofline"], row["matmul_gflops"])
   out = {"benchmark": "bench_saddle", "device": str(jax.devices()[0].device_kind),
          "backend": jax.default_backend(), "steps": FLAGS.steps, "optimizer": "muon",
-         "speedup_vs_loop": {str(r["n"]): r["speedup_vs_loop"] for r in rows},
-         "fraction_of_matmul_roofline": {str(r["n"]): r["fraction_of_matmul_roofline"] for r in rows},
+         "speedup_vs_loop": {str(r["n"]): float(r["speedup_vs_loop"]) for r in rows},
+         "fraction_of_matmul_roofline": {str(r["n"]): float(r["fraction_of_matmul_roofline"]) for r in rows},
          "rows": rows}
   path = os.path.join(FLAGS.out_dir, "bench_saddle.json")
   results.atomic_write_json(path, out)
