@@ -85,7 +85,7 @@ def _figures(report, out_dir):
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     coeffs = d["lemma2"]["coeffs"]
     for k, row in enumerate(coeffs):
-      ax[0].plot(x, theory._poly(x, *row), lw=1, label=f"step {k + 1}" if len(coeffs) > 1 else "rho")
+      ax[0].plot(x, theory.quintic(row)(x), lw=1, label=f"step {k + 1}" if len(coeffs) > 1 else "rho")
     ax[0].plot(x, x, "k:", lw=0.8)
     ax[0].set(title=f"{name}: rho(x)", xlabel="x", ylim=(-0.2, 2.0))
     ax[0].legend(fontsize=7)
@@ -102,7 +102,7 @@ def _figures(report, out_dir):
   l2 = report["presets"][main]["lemma2"]
   fig, ax = plt.subplots(figsize=(5, 5))
   xs = np.linspace(0, 1.3, 1001)
-  ax.plot(xs, theory._poly(xs, *l2["coeffs"][0]), label="rho")
+  ax.plot(xs, theory.quintic(l2["coeffs"][0])(xs), label="rho")
   ax.plot(xs, xs, "k:", lw=0.8)
   orbit = l2["orbit"]
   for k in range(len(orbit) - 1):
@@ -161,7 +161,7 @@ def run():
   _figures(report, FLAGS.out_dir)
   report["runtime_s"] = time.time() - start
   path = os.path.join(FLAGS.out_dir, "polynomial.json")
-  results.atomic_write_json(path, theory._jsonable(report))
+  results.atomic_write_json(path, report)
   print(f"delta0 {report['lemma2.delta0']:.4g}  min_ratio {report['lemma2.min_ratio_small']:.2f}  "
         f"min_fifth {report['lemma2.min_fifth_iterate_middle']:.4f}  I {report['lemma2.invariant_interval']}  "
         f"radius {report['lemma3.radius']:.4f}  ({report['runtime_s']:.0f}s) -> {path}")

@@ -241,3 +241,5 @@ def test_subspace_sweep_tracks_bgn_and_normalizations():
   assert s["fixed_signal"]["3.0"]["exponent"]["exponent"] > 0.2
   assert abs(s["proportional"]["3.0"]["exponent"]["exponent"]) < 0.15
   assert s["frobenius"]["3.0"]["exponent"]["exponent"] < -0.35
+  assert s["proportional"]["3.0"]["dimension_free"] and s["frobenius"]["3.0"]["dimension_free"]
+  assert not s["fixed_signal"]["3.0"]["dimension_free"]
