@@ -243,8 +243,8 @@ def replicate(tree, devices):
 
 
 def unreplicate(tree):
-  """First device's copy of a pmapped tree, as NumPy."""
-  return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+  """This process's first device copy of a pmapped tree, as NumPy (multi-host safe)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
 
 def split_batch(batch_GxL1: np.ndarray, n_dev: int, micro: int) -> np.ndarray:
@@ -262,6 +262,11 @@ def peak_flops(cfg: TrainConfig, device) -> Optional[float]:
     if name.lower() in kind.lower():
       return tflops * 1e12
   return None
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak: Optional[float], n_devices: int):
+  """Model FLOP utilization: achieved model FLOP/s over n_devices x peak (None if unknown)."""
+  return None if peak is None else tokens_per_s * flops_per_token / (peak * n_devices)
 
 
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -411,7 +416,7 @@ def train(cfg: TrainConfig) -> dict:
     params_rep, opt_rep, m = step_fn(params_rep, opt_rep, jnp.int32(step),
                                      split_batch(batch, n_dev, cfg.micro_batch))
     steps_since += 1
-    m = {k: float(v[0]) for k, v in m.items()}  # blocks: the guard needs this step's verdict
+    m = {k: float(v) for k, v in unreplicate(m).items()}  # blocks: the guard needs this verdict
     if m["finite"]:
       consecutive = 0
     else:
@@ -428,14 +433,14 @@ def train(cfg: TrainConfig) -> dict:
           cfg.lr if cfg.optimizer == "adamw" else cfg.muon_lr), "lr_factor": m["lr_factor"],
              "grad_norm": m["grad_norm"], "tokens_per_s": tps, "finite": bool(m["finite"]),
              "nonfinite_total": nonfinite_total,
-             "mfu": None if peak is None else tps * fpt / (peak * n_dev * n_proc),
+             "mfu": mfu(tps, fpt, peak, n_dev * n_proc),
              "includes_compile": step == start + 1}
       if pid == 0:
         with open(metrics_path, "a") as f:
           f.write(json.dumps(row) + "\n")
-        mfu = "" if row["mfu"] is None else f" mfu {row['mfu']:.3f}"
+        mfu_txt = "" if row["mfu"] is None else f" mfu {row['mfu']:.3f}"
         print(f"step {step:6d}/{cfg.steps} loss {m['loss']:.4f} lr {row['lr']:.3e} "
-              f"gnorm {m['grad_norm']:.3f} tok/s {tps:,.0f}{mfu}", flush=True)
+              f"gnorm {m['grad_norm']:.3f} tok/s {tps:,.0f}{mfu_txt}", flush=True)
       t_last, steps_since, last = now, 0, row
     if consecutive >= cfg.max_nonfinite:
       status = "stopped_nonfinite"
