@@ -330,3 +330,149 @@ def _nan_to_none(a):
   a = np.asarray(a, np.float64)
   return [None if not math.isfinite(v) else v for v in a.ravel()] if a.ndim <= 1 else [
       _nan_to_none(row) for row in a]
+
+
+# Flag name -> (Config field, low, high, low_inclusive, high_inclusive).
+_RANGES = {
+    "rank": ("rank", 1, None, True, True),
+    "batch": ("batch", 1, None, True, True),
+    "steps": ("steps", 1, None, True, True),
+    "active_rank": ("active_rank", 1, None, True, True),
+    "init_active_std": ("active_std", 0.0, None, False, True),
+    "init_dormant_std": ("dormant_std", 0.0, None, True, True),
+    "mask_decay": ("mask_decay", 0.0, 100.0, True, True),
+    "muon_lr": ("muon_lr", 0.0, None, False, True),
+    "muon_beta": ("muon_beta", 0.0, 1.0, True, False),
+    "adamw_lr": ("adamw_lr", 0.0, None, False, True),
+    "adamw_b1": ("adamw_b1", 0.0, 1.0, True, False),
+    "adamw_b2": ("adamw_b2", 0.0, 1.0, True, False),
+    "adamw_eps": ("adamw_eps", 0.0, None, False, True),
+    "adamw_weight_decay": ("adamw_weight_decay", 0.0, None, True, True),
+    "dense_steps": ("dense_steps", 0, None, True, True),
+    "log_every": ("log_every", 1, None, True, True),
+}
+
+
+def validate_settings(cfg: Config, dims: Sequence[int], kappas: Sequence[float],
+                      optimizers: Sequence[str], n_seeds: int, threshold_factor: float) -> None:
+  """Raises validate.FlagError (naming the flag and allowed range) on bad settings.
+
+  `cfg` carries the shared settings (its n and optimizer are ignored).
+  """
+  from muon_jax import validate
+  for flag, (field, low, high, lo_inc, hi_inc) in _RANGES.items():
+    validate.check_range(flag, getattr(cfg, field), low=low, high=high, low_inclusive=lo_inc,
+                         high_inclusive=hi_inc)
+  validate.check_range("dims", list(dims), low=2, high=8192)
+  if len(set(dims)) != len(dims):
+    raise validate.FlagError(f"--dims={','.join(map(str, dims))} has repeated values")
+  for n in dims:
+    if min(cfg.rank, n) <= cfg.active_rank:
+      raise validate.FlagError(
+          f"--dims={n}: the estimator rank min(--rank, n) = {min(cfg.rank, n)} must exceed "
+          f"--active_rank={cfg.active_rank} so that dormant columns exist")
+  validate.check_range("conditions", list(kappas), low=1.0, high=1e12)
+  validate.check_choices("optimizers", list(optimizers), OPTIMIZERS)
+  validate.check_range("seeds", n_seeds, low=1, high=10_000)
+  validate.check_range("threshold_factor", threshold_factor, low=1.0, low_inclusive=False)
+
+
+TRACES = ("rel_loss_R", "batch_loss_R", "erank_R", "erank_normalized_R")
+
+
+def unit_to_json(out: dict) -> dict:
+  """run_grid output -> JSON lists (NaN -> None)."""
+  return {k: _nan_to_none(v) for k, v in out.items()}
+
+
+def unit_from_json(d: dict) -> dict:
+  """Inverse of unit_to_json (None -> NaN)."""
+  return {k: np.array(np.asarray(v, dtype=object), dtype=np.float64) for k, v in d.items()}
+
+
+def make_figures(units: dict, summary: dict, dims: Sequence[int], kappas: Sequence[float],
+                 optimizers: Sequence[str], steps_R, zoom_steps: int = 200) -> dict:
+  """Figures 2a-2d as matplotlib figures {"fig2a": ..., ...}.
+
+  2a relative expected loss vs step (one panel per kappa); 2b final loss and
+  rank-expansion step vs n with the fitted exponent; 2c effective rank vs step
+  (first `zoom_steps`) at the largest kappa; 2d rank-expansion step vs kappa and
+  effective rank vs step per kappa at the largest n. Lines are seed medians,
+  bands the seed min..max.
+  """
+  import matplotlib.pyplot as plt
+  steps_R = np.asarray(steps_R)
+  colors = plt.get_cmap("viridis")(np.linspace(0, 0.85, max(len(dims), len(kappas))))
+  styles = {"muon": "-", "adamw": "--"}
+  zoom = steps_R <= zoom_steps
+  figs = {}
+
+  def band(ax, x, y_SxR, color, style, label):
+    ax.plot(x, np.median(y_SxR, axis=0), style, color=color, label=label, lw=1.4)
+    ax.fill_between(x, np.min(y_SxR, axis=0), np.max(y_SxR, axis=0), color=color, alpha=0.15, lw=0)
+
+  fig, axes = plt.subplots(1, len(kappas), figsize=(4.2 * len(kappas), 3.6), squeeze=False)
+  for k, kappa in enumerate(kappas):
+    ax = axes[0, k]
+    for opt in optimizers:
+      for i, n in enumerate(dims):
+        band(ax, steps_R, units[(opt, n)]["rel_loss_R"][:, k], colors[i], styles[opt], f"{opt} n={n}")
+    ax.set(yscale="log", xlabel="step", title=f"κ = {kappa:g}")
+  axes[0, 0].set_ylabel("expected loss / loss at W=0")
+  axes[0, -1].legend(fontsize=7)
+  fig.suptitle("Fig 2a: loss curves (solid Muon, dashed AdamW)")
+  figs["fig2a"] = fig
+
+  fig, (ax_l, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8))
+  for opt in optimizers:
+    for k, kappa in enumerate(kappas):
+      final = [np.median(units[(opt, n)]["rel_loss_R"][:, k, -1]) for n in dims]
+      ax_l.plot(dims, final, styles[opt] + "o", color=colors[k], label=f"{opt} κ={kappa:g}")
+      step = [summary[opt]["per_n"][str(n)]["median_step_per_kappa"][k] for n in dims]
+      step = [np.nan if s is None else s for s in step]
+      ax_s.plot(dims, step, styles[opt] + "o", color=colors[k], label=f"{opt} κ={kappa:g}")
+    fit = summary[opt]["exponent_vs_n"]
+    if fit is not None:
+      ax_s.plot(dims, np.exp(fit["intercept"]) * np.asarray(dims, float) ** fit["exponent"], ":",
+                color="k" if opt == "muon" else "gray",
+                label=f"{opt} fit: n^{fit['exponent']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]")
+  ax_l.set(xscale="log", yscale="log", xlabel="n", ylabel="final expected loss / loss at W=0",
+           title="final loss vs n")
+  ax_s.set(xscale="log", yscale="log", xlabel="n", ylabel="rank-expansion step (median over seeds)",
+           title="rank-expansion step vs n")
+  ax_l.legend(fontsize=7)
+  ax_s.legend(fontsize=7)
+  fig.suptitle("Fig 2b: dimension scaling (missing points: never expanded)")
+  figs["fig2b"] = fig
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for opt in optimizers:
+    for i, n in enumerate(dims):
+      u = units[(opt, n)]
+      band(axes[0], steps_R[zoom], u["erank_R"][:, -1][:, zoom], colors[i], styles[opt], f"{opt} n={n}")
+      band(axes[1], steps_R[zoom], u["erank_normalized_R"][:, -1][:, zoom], colors[i], styles[opt],
+           f"{opt} n={n}")
+  axes[0].axvline(WITHIN_STEPS, color="r", lw=0.8, ls=":", label=f"step {WITHIN_STEPS}")
+  axes[0].set(xlabel="step", ylabel="effective rank exp(H)", yscale="log")
+  axes[1].set(xlabel="step", ylabel="normalized entropy H / log r")
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f"Fig 2c: effective rank of UVᵀ, κ = {kappas[-1]:g} (solid Muon, dashed AdamW)")
+  figs["fig2c"] = fig
+
+  fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8))
+  for opt in optimizers:
+    for i, n in enumerate(dims):
+      step = summary[opt]["per_n"][str(n)]["median_step_per_kappa"]
+      step = [np.nan if s is None else s for s in step]
+      ax_s.plot(kappas, step, styles[opt] + "o", color=colors[i], label=f"{opt} n={n}")
+    for k, kappa in enumerate(kappas):
+      band(ax_r, steps_R[zoom], units[(opt, dims[-1])]["erank_R"][:, k][:, zoom], colors[k],
+           styles[opt], f"{opt} κ={kappa:g}")
+  ax_s.set(xscale="log", yscale="log", xlabel="κ", ylabel="rank-expansion step (median)",
+           title="rank-expansion step vs κ")
+  ax_r.set(xlabel="step", ylabel="effective rank exp(H)", yscale="log", title=f"n = {dims[-1]}")
+  ax_s.legend(fontsize=7)
+  ax_r.legend(fontsize=7)
+  fig.suptitle("Fig 2d: condition-number dependence (solid Muon, dashed AdamW)")
+  figs["fig2d"] = fig
+  return figs

@@ -1,0 +1,226 @@
+"""Tests for muon_jax.matrix_factorization against NumPy references."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from muon_jax import matrix_factorization as mf
+from muon_jax import metrics
+from muon_jax.validate import FlagError
+
+
+def test_target_spectrum_and_orthogonality():
+  n, kappa = 12, 100.0
+  t, u_star, v_star, s = (np.asarray(a, np.float64)
+                          for a in mf.make_target(jax.random.PRNGKey(3), n, kappa))
+  np.testing.assert_allclose(s, kappa ** (-np.arange(n) / (n - 1)), rtol=1e-6)
+  assert s[0] == pytest.approx(1.0) and s[-1] == pytest.approx(1 / kappa, rel=1e-5)
+  np.testing.assert_allclose(u_star.T @ u_star, np.eye(n), atol=2e-6)
+  np.testing.assert_allclose(v_star.T @ v_star, np.eye(n), atol=2e-6)
+  np.testing.assert_allclose(np.linalg.svd(t, compute_uv=False), s, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(t, u_star @ np.diag(s) @ v_star.T, atol=1e-6)
+
+
+def test_mask_survival_frequencies_follow_decay_law():
+  n, decay, batch, draws = 20, 3.0, 64, 200
+  p = np.asarray(mf.survival_probs(n, decay))
+  np.testing.assert_allclose(p, np.exp(-decay * np.arange(n) / n), rtol=1e-6)
+  keys = jax.random.split(jax.random.PRNGKey(0), draws)
+  x = np.asarray(jax.vmap(lambda k: mf.sample_batch(k, batch, jnp.asarray(p)))(keys)).reshape(-1, n)
+  m = x.shape[0]
+  freq = np.mean(x != 0, axis=0)
+  # Binomial(m, p_i) frequencies within 5 standard errors of the decay law.
+  assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / m) + 1e-12)
+  survivors = x[:, 0]  # p_0 = 1: the unmasked input is N(0, 1).
+  assert abs(survivors.mean()) < 5 / np.sqrt(m) and abs(survivors.var() - 1) < 5 * np.sqrt(2 / m)
+
+
+def test_init_is_asymmetric():
+  n, r = 400, 6
+  params = mf.init_factors(jax.random.PRNGKey(1), n, r, 2, 1e-2, 1e-5)
+  for name in ("u", "v"):
+    std = np.asarray(params[name]).std(axis=0)
+    np.testing.assert_allclose(std[:2], 1e-2, rtol=0.15)
+    np.testing.assert_allclose(std[2:], 1e-5, rtol=0.15)
+  assert not np.allclose(params["u"], params["v"])
+
+
+def test_estimator_singular_values_and_effective_rank_of_known_spectra():
+  n, r = 10, 6
+  eye = {"u": jnp.eye(n, r), "v": jnp.eye(n, r)}
+  np.testing.assert_allclose(mf.estimator_singular_values(eye), np.ones(r), atol=1e-6)
+  assert float(metrics.effective_rank(mf.estimator_singular_values(eye))) == pytest.approx(r, rel=1e-5)
+  e1 = np.zeros((n, r), np.float32)
+  e1[:, 0] = np.arange(1, n + 1)
+  rank1 = {"u": jnp.asarray(e1), "v": jnp.asarray(e1[::-1].copy())}
+  assert float(metrics.effective_rank(mf.estimator_singular_values(rank1))) == pytest.approx(1, abs=1e-4)
+  # Graded factors like the asymmetric init: QR-core singular values match the
+  # float64 SVD of the n x n product.
+  params = mf.init_factors(jax.random.PRNGKey(2), n, r, 2, 1e-1, 1e-3)
+  w = np.asarray(params["u"], np.float64) @ np.asarray(params["v"], np.float64).T
+  np.testing.assert_allclose(mf.estimator_singular_values(params),
+                             np.linalg.svd(w, compute_uv=False)[:r], rtol=1e-3)
+
+
+def _numpy_loss(u, v, x, t):
+  resid = x @ v @ u.T - x @ t.T
+  return np.mean(np.sum(resid**2, axis=-1))
+
+
+def test_loss_gradient_matches_numpy_and_finite_differences():
+  rng = np.random.default_rng(0)
+  n, r, b = 5, 3, 4
+  u, v, t = rng.normal(size=(n, r)), rng.normal(size=(n, r)), rng.normal(size=(n, n))
+  x = rng.normal(size=(b, n)) * (rng.random((b, n)) < 0.6)
+  # Analytic: E = U V^T - T, L = ||X E^T||^2 / b; dL/dU = 2/b E X^T X V, dL/dV = 2/b X^T X E^T U.
+  e, xtx = u @ v.T - t, x.T @ x
+  grad_u, grad_v = 2 / b * e @ xtx @ v, 2 / b * xtx @ e.T @ u
+  for ref, p in ((grad_u, u), (grad_v, v)):
+    fd = np.zeros_like(p)
+    for idx in np.ndindex(p.shape):
+      d = np.zeros_like(p)
+      d[idx] = 1e-6
+      plus = _numpy_loss(u + d, v, x, t) if p is u else _numpy_loss(u, v + d, x, t)
+      minus = _numpy_loss(u - d, v, x, t) if p is u else _numpy_loss(u, v - d, x, t)
+      fd[idx] = (plus - minus) / 2e-6
+    np.testing.assert_allclose(fd, ref, rtol=1e-5, atol=1e-6)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  loss, grads = jax.value_and_grad(mf.loss_fn)({"u": f32(u), "v": f32(v)}, f32(x), f32(t))
+  assert float(loss) == pytest.approx(_numpy_loss(u, v, x, t), rel=1e-5)
+  np.testing.assert_allclose(grads["u"], grad_u, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(grads["v"], grad_v, rtol=1e-4, atol=1e-4)
+
+
+def test_expected_loss_is_the_mean_of_the_batch_loss():
+  n, r, batch, draws = 8, 3, 64, 200
+  t = mf.make_target(jax.random.PRNGKey(0), n, 10.0)[0]
+  p = mf.survival_probs(n, 4.0)
+  params = mf.init_factors(jax.random.PRNGKey(1), n, r, 2, 0.3, 0.1)
+  keys = jax.random.split(jax.random.PRNGKey(2), draws)
+  losses = np.asarray(jax.vmap(lambda k: mf.loss_fn(params, mf.sample_batch(k, batch, p), t))(keys))
+  exact = float(mf.expected_loss(params, t, p))
+  # Closed form by NumPy: sum_i p_i ||(W - T)[:, i]||^2.
+  w = np.asarray(params["u"]) @ np.asarray(params["v"]).T
+  assert exact == pytest.approx(np.sum(np.asarray(p) * np.sum((w - np.asarray(t))**2, 0)), rel=1e-5)
+  assert abs(losses.mean() - exact) < 5 * losses.std() / np.sqrt(draws)
+
+
+def test_optimizers_weight_decay_and_kimi_scale():
+  n, r = 16, 4
+  params = {"u": jnp.ones((n, r)), "v": jnp.ones((n, r))}
+  zero = jax.tree.map(jnp.zeros_like, params)
+  cfg = mf.Config(n=n, rank=r, steps=10, optimizer="adamw", adamw_lr=0.1, adamw_weight_decay=0.5)
+  opt = mf.make_optimizer(cfg)
+  upd, _ = opt.update(zero, opt.init(params), params)
+  # Zero gradient: AdamW's only move is decoupled decay lr * wd * p at the peak lr.
+  np.testing.assert_allclose(upd["u"], -0.1 * 0.5 * np.ones((n, r)), rtol=1e-6)
+  cfg = dataclasses.replace(cfg, optimizer="muon", muon_lr=0.1)
+  opt = mf.make_optimizer(cfg)
+  g = jax.random.normal(jax.random.PRNGKey(0), (n, r))
+  upd, _ = opt.update({"u": g, "v": g}, opt.init(params), params)
+  # No weight decay; update = lr * 0.2 sqrt(max(n, r)) * (near-)orthogonal: singular values
+  # inside the kimi Newton-Schulz band (~0.68..1.13) times lr * 0.2 * sqrt(16).
+  s = np.linalg.svd(np.asarray(upd["u"]), compute_uv=False) / (0.1 * 0.2 * 4)
+  assert np.all((s > 0.6) & (s < 1.2))
+  with pytest.raises(ValueError, match="optimizer"):
+    mf.make_optimizer(dataclasses.replace(cfg, optimizer="sgd"))
+
+
+def test_record_steps_and_trace_layout():
+  cfg = mf.Config(n=8, rank=4, steps=37, dense_steps=10, log_every=5)
+  rec = mf.record_steps(cfg)
+  np.testing.assert_array_equal(rec, list(range(11)) + [15, 20, 25, 30, 35, 37])
+  out = jax.jit(lambda: mf.run_single(cfg, 0, 0, 10.0))()
+  assert out["erank_R"].shape == rec.shape
+  # Step-0 record is the init: same keys as run_keys -> same effective rank.
+  _, k_init, _ = mf.run_keys(0, 0, cfg.n)
+  init = mf.init_factors(k_init, cfg.n, cfg.r, cfg.active_rank, cfg.active_std, cfg.dormant_std)
+  assert float(out["erank_R"][0]) == pytest.approx(
+      float(metrics.effective_rank(mf.estimator_singular_values(init))), rel=1e-5)
+  assert np.isnan(out["batch_loss_R"][0]) and np.all(np.isfinite(out["batch_loss_R"][1:]))
+  assert float(out["rel_loss_R"][-1]) < float(out["rel_loss_R"][0])
+
+
+@pytest.mark.parametrize("optimizer", mf.OPTIMIZERS)
+def test_batched_grid_equals_single_runs(optimizer):
+  cfg = mf.Config(n=12, rank=6, steps=24, dense_steps=10, log_every=7, optimizer=optimizer)
+  kappas = [10.0, 1000.0]
+  grid = mf.run_grid(cfg, 5, 2, kappas)
+  single = jax.jit(lambda s, k: mf.run_single(cfg, 5, s, k))
+  for s in range(2):
+    for k, kappa in enumerate(kappas):
+      one = single(s, kappa)
+      for name in mf.TRACES[:1] + mf.TRACES[2:]:
+        np.testing.assert_allclose(grid[name][s, k], one[name], rtol=2e-4, atol=1e-6, err_msg=name)
+  # Seeds and kappas really differ.
+  assert not np.allclose(grid["erank_R"][0, 0], grid["erank_R"][1, 0])
+  assert not np.allclose(grid["rel_loss_R"][0, 0], grid["rel_loss_R"][0, 1])
+
+
+def test_rank_expansion_steps():
+  steps = np.array([0, 1, 2, 3, 5, 10])
+  erank = np.array([[[2.0, 2.5, 4.0, 6.0, 6.0, 6.0],
+                     [1.5, 1.6, 1.7, 2.0, 3.1, 3.0],
+                     [2.0, 2.0, 2.0, 2.0, 2.0, 3.9]]])
+  step, crossed = mf.rank_expansion_steps(erank, steps, 2.0)
+  np.testing.assert_array_equal(crossed, [[True, True, False]])
+  np.testing.assert_array_equal(step[0, :2], [2, 5])
+  assert np.isnan(step[0, 2])
+
+
+def _synthetic_units(step_of_n, dims, n_seeds=3, kappas=(10.0, 100.0)):
+  steps = np.arange(0, 101)
+  units = {}
+  for n in dims:
+    erank = np.full((n_seeds, len(kappas), steps.size), 2.0)
+    for s in range(n_seeds):
+      erank[s, :, step_of_n(n) + s:] = 5.0
+    units[("muon", n)] = {"erank_R": erank, "rel_loss_R": np.ones_like(erank),
+                          "target_erank": np.full((n_seeds, len(kappas)), 9.0)}
+  return units, steps, list(kappas)
+
+
+def test_summarize_verdicts_follow_the_fits():
+  dims = [16, 64, 256]
+  units, steps, kappas = _synthetic_units(lambda n: 5, dims)
+  s = mf.summarize(units, dims, kappas, ["muon"], steps)["muon"]
+  assert s["verdicts"] == {"within_20_steps": True, "dimension_free": True, "kappa_invariant": True}
+  assert abs(s["exponent_vs_n"]["exponent"]) < 1e-9
+  assert s["per_n"]["64"]["expansion_step"] == [[5.0, 5.0], [6.0, 6.0], [7.0, 7.0]]
+  units, steps, kappas = _synthetic_units(lambda n: n // 4, dims)
+  s = mf.summarize(units, dims, kappas, ["muon"], steps)["muon"]
+  assert not s["verdicts"]["within_20_steps"] and not s["verdicts"]["dimension_free"]
+  assert s["all_crossed"]
+  assert s["exponent_vs_n"]["exponent"] > 0.8
+
+
+def test_unit_json_roundtrip():
+  out = {"erank_R": np.array([[[1.0, np.nan]]]), "target_erank": np.array([[3.0]])}
+  back = mf.unit_from_json(mf.unit_to_json(out))
+  np.testing.assert_array_equal(back["erank_R"], out["erank_R"])
+  np.testing.assert_array_equal(back["target_erank"], out["target_erank"])
+
+
+@pytest.mark.parametrize("change, flag", [
+    (dict(dims=[2]), "dims"),
+    (dict(dims=[16, 16]), "dims"),
+    (dict(kappas=[0.5]), "conditions"),
+    (dict(optimizers=["sgd"]), "optimizers"),
+    (dict(n_seeds=0), "seeds"),
+    (dict(threshold_factor=1.0), "threshold_factor"),
+    (dict(cfg=dict(muon_beta=1.0)), "muon_beta"),
+    (dict(cfg=dict(dormant_std=-1.0)), "init_dormant_std"),
+    (dict(cfg=dict(log_every=0)), "log_every"),
+])
+def test_validate_settings_names_the_bad_flag(change, flag):
+  args = dict(cfg=mf.Config(n=0), dims=[16, 32], kappas=[10.0], optimizers=["muon"], n_seeds=2,
+              threshold_factor=2.0)
+  if "cfg" in change:
+    change = dict(cfg=dataclasses.replace(args["cfg"], **change["cfg"]))
+  mf.validate_settings(**args)  # the unchanged settings pass
+  args.update(change)
+  with pytest.raises(FlagError, match=f"--{flag}"):
+    mf.validate_settings(**args)
