@@ -338,3 +338,43 @@ def test_training_with_and_without_probe_gives_identical_losses(tmp_path):
   assert [r["grad_norm"] for r in probed] == [r["grad_norm"] for r in plain]
   res = landscape.load_probes(runs["probed"])[0]
   assert res["path"] == "layers/1/mlp/down_proj/kernel" and res["num_devices"] == 2
+
+
+def _run_binary(*args):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.run([sys.executable, "-m", "experiments.landscape", *args], cwd=root,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_binary_draws_from_existing_runs(tmp_path):
+  from muon_jax import results
+  dirs = []
+  for label, probes in (("adamw", [_fake_probe(10, 0.5, 1.0, 3.0), _fake_probe(20, 0.6, 0.8, 2.5)]),
+                        ("muon", [_fake_probe(10, 0.7, 1.0, 2.9), _fake_probe(20, 0.8, 0.005, 2.0)])):
+    d = tmp_path / f"run_{label}"
+    for p in probes:
+      p.update(bulk_index_used=3, config={"grid": 3})
+      p["metrics"]["spike_range_rel"] = p["metrics"]["spike_range"] / p["metrics"]["center_loss"]
+      results.atomic_write_json(str(d / f"probe_step{p['step']}.json"), p)
+    results.atomic_write_json(str(d / "summary.json"), {"optimizer": label, "final_loss": 1.0})
+    dirs.append(str(d))
+  out = tmp_path / "figs"
+  proc = _run_binary(f"--from_runs={','.join(dirs)}", f"--out_dir={out}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert {"fig3_kinematics.png", "fig4_surfaces.png", "landscape.json"} <= set(os.listdir(out))
+  summary = results.load_json(str(out / "landscape.json"))
+  assert [p["step"] for p in summary["runs"]["muon"]["probes"]] == [10, 20]
+  assert summary["claims"]["spike_range_collapse"]["holds"]
+  assert summary["runs"]["adamw"]["probes"][1]["center_loss"] == 2.5
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--probe_path=layers/9/mlp/down_proj"], "valid paths: embed/embedding"),
+    (["--probe_alpha_range=1"], "--probe_alpha_range needs exactly two"),
+])
+def test_binary_bad_flags_exit_before_training(tmp_path, args, needle):
+  proc = _run_binary(f"--out_dir={tmp_path}", *args)
+  assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]
+  assert not os.path.exists(tmp_path / "adamw")  # nothing trained
