@@ -28,7 +28,7 @@ flags.DEFINE_string("dims", "64,128,256", "matrix sizes n")
 flags.DEFINE_string("conditions", "10,100,1000", "condition numbers kappa of the target spectrum")
 flags.DEFINE_integer("rank", 64, "estimator rank r (capped at n)")
 flags.DEFINE_integer("batch", 64, "inputs per step")
-flags.DEFINE_integer("steps", 1000, "training steps (the cosine schedule spans them); paper: 5000")
+flags.DEFINE_integer("steps", 2000, "training steps (the cosine schedule spans them); paper: 5000")
 flags.DEFINE_integer("seeds", 3, "independent seeds per (n, kappa)")
 flags.DEFINE_string("optimizers", "muon,adamw", "subset of muon,adamw")
 flags.DEFINE_string("out_dir", "out/matrix_factorization", "output folder")
@@ -92,6 +92,7 @@ def main(argv):
                         kappas)
       units[(opt, n)] = out
       doc["units"][name] = mf.unit_to_json(out)
+      doc.setdefault("nonfinite", {})[name] = mf.nonfinite_count(out)
       results.atomic_write_json(path, doc)
       logging.info("%s: %d runs x %d steps in %.1fs; final erank %.1f, rel loss %.2e", name,
                    FLAGS.seeds * len(kappas), FLAGS.steps, time.time() - start,

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 
 from muon_jax import metrics
 from muon_jax.muon import muon
@@ -134,10 +135,13 @@ def expected_loss(params, t_NxN, p_N) -> jax.Array:
 
 
 def estimator_singular_values(params) -> jax.Array:
-  """The r singular values of U V^T from r x r cores: U = Qu Ru, V = Qv Rv."""
-  _, r_u = jnp.linalg.qr(params["u"])
-  _, r_v = jnp.linalg.qr(params["v"])
-  return jnp.linalg.svd(r_u @ r_v.T, compute_uv=False)
+  """The r singular values of U V^T from r x r cores: U = Qu Ru, V = Qv Rv.
+
+  One batched QR call, then one SVD: LAPACK calls stay strictly sequential
+  (see `run_single`).
+  """
+  r_2xRxR = jnp.linalg.qr(jnp.stack([params["u"], params["v"]]), mode="r")
+  return jnp.linalg.svd(r_2xRxR[0] @ r_2xRxR[1].T, compute_uv=False)
 
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -174,13 +178,18 @@ def run_single(cfg: Config, seed: int, seed_index, kappa) -> dict:
   rel_loss_R (expected loss / expected loss at W = 0), batch_loss_R (the
   minibatch loss, averaged over the steps since the previous record; NaN at
   step 0), erank_R and erank_normalized_R (effective rank of W, exp-entropy
-  and entropy / log r), and target_erank (effective rank of T's spectrum).
+  and entropy / log r), target_erank (effective rank of T's spectrum) and
+  loss0 (the expected loss at W = 0).
   """
   n, r = cfg.n, cfg.r
   k_target, k_init, k_stream = run_keys(seed, seed_index, n)
   t_NxN, _, _, s_N = make_target(k_target, n, kappa)
   p_N = survival_probs(n, cfg.mask_decay)
   params = init_factors(k_init, n, r, cfg.active_rank, cfg.active_std, cfg.dormant_std)
+  # Order the target's SVD before the first QR: XLA's CPU runtime may run
+  # independent LAPACK custom calls concurrently, and concurrent OpenBLAS
+  # calls hung (futex wait, 0% CPU) and once gave a NaN loss under load.
+  t_NxN, params = jax.lax.optimization_barrier((t_NxN, params))
   opt = make_optimizer(cfg)
   loss0 = expected_loss(jax.tree.map(jnp.zeros_like, params), t_NxN, p_N)
 
@@ -224,6 +233,7 @@ def run_single(cfg: Config, seed: int, seed_index, kappa) -> dict:
   assert result["erank"].shape == rec.shape
   result = {k + "_R": v for k, v in result.items()}
   result["target_erank"] = metrics.effective_rank(s_N)
+  result["loss0"] = loss0
   return result
 
 
@@ -232,10 +242,26 @@ def run_grid(cfg: Config, seed: int, n_seeds: int, kappas: Sequence[float]) -> d
 
   Every array gains leading (n_seeds, len(kappas)) axes. Returns NumPy arrays.
   """
-  fn = jax.vmap(jax.vmap(lambda s, k: run_single(cfg, seed, s, k), in_axes=(None, 0)),
-                in_axes=(0, None))
-  out = jax.jit(fn)(jnp.arange(n_seeds), jnp.asarray(kappas, jnp.float32))
-  return jax.tree.map(np.asarray, out)
+  fn = jax.jit(jax.vmap(jax.vmap(lambda s, k: run_single(cfg, seed, s, k), in_axes=(None, 0)),
+                        in_axes=(0, None)))
+  args = (jnp.arange(n_seeds), jnp.asarray(kappas, jnp.float32))
+  out = jax.tree.map(np.asarray, fn(*args))
+  if nonfinite_count(out):
+    # Seen twice in ~20 CPU runs under heavy contention before LAPACK calls were
+    # serialized (run_single): rel_loss NaN for a whole unit while its batch
+    # losses and ranks were finite; re-executing gave finite values. Retry
+    # once; what stays NaN is reported.
+    logging.warning("n=%d %s: %d non-finite metrics; re-running the unit", cfg.n, cfg.optimizer,
+                    nonfinite_count(out))
+    out = jax.tree.map(np.asarray, fn(*args))
+  return out
+
+
+def nonfinite_count(out: dict) -> int:
+  """Non-finite entries in a run_grid/run_single output (the step-0 batch loss,
+  NaN by construction, excluded)."""
+  return int(sum(np.sum(~np.isfinite(np.asarray(v)[..., 1:] if k == "batch_loss_R" else v))
+                 for k, v in out.items()))
 
 
 def rank_expansion_steps(erank_SxKxR, steps_R, threshold_factor: float = 2.0):
@@ -268,19 +294,29 @@ def summarize(units: dict, dims: Sequence[int], kappas: Sequence[float], optimiz
   Returns a JSON-ready dict keyed by optimizer: per-n step arrays (S x K, NaN =
   never crossed within the run), final relative loss, exponent of step vs n
   (all seeds and kappas pooled) and vs kappa (all seeds and n pooled), each with
-  a 95% bootstrap CI, and verdicts with the rule that produced them.
+  a 95% bootstrap CI, and verdicts with the rule that produced them (None
+  where the grid cannot decide: a single n or a single kappa).
   """
+  hits = np.flatnonzero(np.asarray(steps_R) == WITHIN_STEPS)
+  at_within = int(hits[0]) if hits.size else None
   out = {}
   for opt in optimizers:
     per_n, xs_n, xs_k, ys = {}, [], [], []
     for n in dims:
       u = units[(opt, n)]
       step_SxK, crossed = rank_expansion_steps(u["erank_R"], steps_R, threshold_factor)
+      # A threshold that needs real expansion, not just leaving the rank-2 start.
+      half, _ = metrics.first_crossing(u["erank_R"], 0.5 * u["erank_R"][..., -1:], axis=-1)
       per_n[str(n)] = {
           "expansion_step": _nan_to_none(step_SxK),
+          "median_step_to_half_final_erank_per_kappa": np.median(
+              np.asarray(steps_R)[np.asarray(half)], axis=0).tolist(),
           "crossed_fraction": float(crossed.mean()),
           "median_step_per_kappa": _nan_to_none(_nanmedian(step_SxK, axis=0)),
           "initial_erank": float(np.mean(u["erank_R"][..., 0])),
+          f"erank_at_step_{WITHIN_STEPS}_per_kappa": (
+              np.median(u["erank_R"][..., at_within], axis=0).tolist() if at_within is not None
+              else None),
           "final_erank_per_kappa": np.mean(u["erank_R"][..., -1], axis=0).tolist(),
           "target_erank_per_kappa": np.mean(u["target_erank"], axis=0).tolist(),
           "final_rel_loss_per_kappa": np.mean(u["rel_loss_R"][..., -1], axis=0).tolist(),
@@ -292,9 +328,11 @@ def summarize(units: dict, dims: Sequence[int], kappas: Sequence[float], optimiz
     all_crossed = bool(np.all(np.isfinite(y)))
     fit_n, fit_k = _fit(x_n, y, seed), _fit(x_k, y, seed)
     within = bool(all_crossed and np.max(y) <= WITHIN_STEPS)
-    dim_free = bool(all_crossed and fit_n is not None and fit_n["ci_high"] < DIM_FREE_MAX_EXPONENT)
-    kappa_inv = bool(all_crossed and fit_k is not None
-                     and -KAPPA_MAX_EXPONENT < fit_k["ci_low"] and fit_k["ci_high"] < KAPPA_MAX_EXPONENT)
+    # None: undecidable (fewer than two distinct n or kappa values).
+    dim_free = (None if len(set(dims)) < 2 else
+                bool(all_crossed and fit_n["ci_high"] < DIM_FREE_MAX_EXPONENT))
+    kappa_inv = (None if len(set(kappas)) < 2 else bool(
+        all_crossed and -KAPPA_MAX_EXPONENT < fit_k["ci_low"] < fit_k["ci_high"] < KAPPA_MAX_EXPONENT))
     out[opt] = {
         "per_n": per_n,
         "max_expansion_step": None if not np.any(np.isfinite(y)) else float(np.nanmax(y)),
@@ -411,7 +449,8 @@ def make_figures(units: dict, summary: dict, dims: Sequence[int], kappas: Sequen
     ax.plot(x, np.median(y_SxR, axis=0), style, color=color, label=label, lw=1.4)
     ax.fill_between(x, np.min(y_SxR, axis=0), np.max(y_SxR, axis=0), color=color, alpha=0.15, lw=0)
 
-  fig, axes = plt.subplots(1, len(kappas), figsize=(4.2 * len(kappas), 3.6), squeeze=False)
+  fig, axes = plt.subplots(1, len(kappas), figsize=(4.2 * len(kappas), 3.6), squeeze=False,
+                           layout="constrained")
   for k, kappa in enumerate(kappas):
     ax = axes[0, k]
     for opt in optimizers:
@@ -423,7 +462,7 @@ def make_figures(units: dict, summary: dict, dims: Sequence[int], kappas: Sequen
   fig.suptitle("Fig 2a: loss curves (solid Muon, dashed AdamW)")
   figs["fig2a"] = fig
 
-  fig, (ax_l, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8))
+  fig, (ax_l, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
   for opt in optimizers:
     for k, kappa in enumerate(kappas):
       final = [np.median(units[(opt, n)]["rel_loss_R"][:, k, -1]) for n in dims]
@@ -445,7 +484,7 @@ def make_figures(units: dict, summary: dict, dims: Sequence[int], kappas: Sequen
   fig.suptitle("Fig 2b: dimension scaling (missing points: never expanded)")
   figs["fig2b"] = fig
 
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
   for opt in optimizers:
     for i, n in enumerate(dims):
       u = units[(opt, n)]
@@ -459,7 +498,7 @@ def make_figures(units: dict, summary: dict, dims: Sequence[int], kappas: Sequen
   fig.suptitle(f"Fig 2c: effective rank of UVᵀ, κ = {kappas[-1]:g} (solid Muon, dashed AdamW)")
   figs["fig2c"] = fig
 
-  fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8))
+  fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
   for opt in optimizers:
     for i, n in enumerate(dims):
       step = summary[opt]["per_n"][str(n)]["median_step_per_kappa"]
