@@ -10,3 +10,6 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# XLA already uses both cores; multi-threaded OpenBLAS next to it oversubscribes
+# them (NumPy/SciPy SVDs ran 10-100x slower under load).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
