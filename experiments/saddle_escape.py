@@ -24,7 +24,7 @@ from absl import app, flags, logging
 
 from muon_jax import validate
 
-flags.DEFINE_list("dims", ["16", "32", "64"], "Matrix sides n (D = n^2), each in [2, 16384].")
+flags.DEFINE_list("dims", ["32", "64", "128"], "Matrix sides n (D = n^2), each in [2, 16384].")
 flags.DEFINE_list("curvatures", ["0.1", "0.01"], "Negative curvatures lambda, in (0, 1e3].")
 flags.DEFINE_list("kappas", ["1", "100"], "Structural variance ratios kappa, in [1, 1e8].")
 flags.DEFINE_integer("seeds", 8, "Seeds per cell, in [1, 10000].")
