@@ -13,6 +13,7 @@ are independent batch dims (each (m, n) slice is orthogonalized separately).
 from __future__ import annotations
 
 import collections
+import importlib
 import math
 import re
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -20,8 +21,6 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 import optax
-
-import importlib
 
 # The package re-exports the function `newton_schulz`; bind the module itself.
 ns = importlib.import_module("muon_jax.newton_schulz")
