@@ -71,3 +71,32 @@ def fit_loglog_exponent(x, y, *, n_boot: int = 1000, seed: int = 0, ci: float = 
   lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if boots else (np.nan, np.nan))
   return {"exponent": float(slope), "intercept": float(intercept),
           "ci_low": float(lo), "ci_high": float(hi), "n": int(x.size)}
+
+
+# The project's one verdict rule for "is the exponent zero?". Every experiment
+# judges a dimension exponent with `exponent_verdict` and writes the band it
+# used (`DIMENSION_FREE_DELTA`) into its result JSON.
+DIMENSION_FREE_DELTA = 0.1
+VERDICTS = ("dimension-free", "grows", "shrinks", "inconclusive")
+
+
+def exponent_verdict(ci_low: float, ci_high: float, *, delta: float = DIMENSION_FREE_DELTA) -> str:
+  """The one verdict rule, applied in this order to a 95 % CI of an exponent.
+
+  "dimension-free" iff the CI lies inside [-delta, delta]; else "grows" iff it
+  lies above 0; else "shrinks" iff it lies below 0; else "inconclusive" (this
+  includes a CI with a NaN end).
+  """
+  if not delta > 0:
+    raise ValueError(f"delta must be > 0, got {delta}")
+  if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+    return "inconclusive"
+  if ci_low > ci_high:
+    raise ValueError(f"ci_low={ci_low} exceeds ci_high={ci_high}")
+  if -delta <= ci_low and ci_high <= delta:
+    return "dimension-free"
+  if ci_low > 0:
+    return "grows"
+  if ci_high < 0:
+    return "shrinks"
+  return "inconclusive"
