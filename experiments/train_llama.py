@@ -60,6 +60,12 @@ flags.DEFINE_integer("log_every", D.log_every, "Log period in steps.")
 flags.DEFINE_integer("max_nonfinite", D.max_nonfinite, "Stop after this many consecutive non-finite steps.")
 flags.DEFINE_integer("num_devices", D.num_devices, "Local devices to use (0 = all).")
 flags.DEFINE_float("peak_tflops", D.peak_tflops, "Per-device peak TFLOP/s for MFU (0 = known GPU/TPU table).")
+flags.DEFINE_enum("attention", D.attention, ["xla", "cudnn", "auto"], "Attention implementation "
+                  "(jax.nn.dot_product_attention): xla, cudnn (NVIDIA GPU, bfloat16) or auto.")
+flags.DEFINE_enum("remat", D.remat, ["none", "block", "dots", "dots_no_batch"], "Per-block "
+                  "rematerialisation policy (none keeps all activations).")
+flags.DEFINE_integer("loss_chunk", D.loss_chunk, "Tokens per logits chunk in the loss, >= 0 "
+                     "(0 = full logits).")
 flags.DEFINE_float("step_sleep_s", D.step_sleep_s, "Sleep after each step (kill/resume demos only).")
 flags.DEFINE_list("probe_steps", [], "Steps after whose update the landscape probe runs (paper: 100,10000).")
 flags.DEFINE_integer("probe_batch", D.probe_batch, "Sequences per probe batch (0 = micro_batch).")

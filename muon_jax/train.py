@@ -46,6 +46,7 @@ from absl import logging
 from flax import nnx
 
 from muon_jax import results
+from muon_jax.losses import next_token_loss
 from muon_jax.models import llama
 from muon_jax.muon import muon_with_adamw
 from muon_jax.validate import FlagError, check_choices, check_range
@@ -111,6 +112,9 @@ class TrainConfig:
   probe: Any = None  # landscape.ProbeConfig
   probe_batch: int = 0
   step_sleep_s: float = 0.0  # throttle (kill/resume demos and tests only)
+  attention: str = "xla"  # llama.ATTENTION_IMPLEMENTATIONS
+  remat: str = "none"  # llama.REMAT_POLICIES
+  loss_chunk: int = 0  # tokens per logits chunk in the loss; 0 = full logits
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -119,6 +123,14 @@ def validate_config(cfg: TrainConfig) -> None:
   check_choices("optimizer", cfg.optimizer, OPTIMIZERS)
   check_choices("compute_dtype", cfg.compute_dtype, DTYPES)
   check_choices("param_dtype", cfg.param_dtype, DTYPES)
+  check_choices("attention", cfg.attention, tuple(llama.ATTENTION_IMPLEMENTATIONS))
+  check_choices("remat", cfg.remat, tuple(llama.REMAT_POLICIES))
+  check_range("loss_chunk", cfg.loss_chunk, low=0)
+  try:
+    llama.check_attention_backend(cfg.attention)
+    llama.PRESETS[cfg.model](dtype=cfg.compute_dtype, attention=cfg.attention)
+  except ValueError as e:
+    raise FlagError(f"--{e}") from None
   for name in ("steps", "global_batch", "seq_len", "log_every", "max_nonfinite", "keep_checkpoints",
                "ns_steps"):
     check_range(name, getattr(cfg, name), low=1)
@@ -153,10 +165,12 @@ def lr_factor(step, total_steps: int, decay_start: float = 0.9, final_frac: floa
   return final_frac + (1.0 - final_frac) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
 
 
-def lm_loss(model: nnx.Module, batch_BxL1: jax.Array) -> jax.Array:
-  """Mean next-token cross-entropy (f32) of tokens batch[:, 1:] given batch[:, :-1]."""
-  logits_BxLxV = model(batch_BxL1[:, :-1]).astype(jnp.float32)
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, batch_BxL1[:, 1:]).mean()
+def lm_loss(model: nnx.Module, batch_BxL1: jax.Array, loss_chunk: int = 0) -> jax.Array:
+  """Mean next-token cross-entropy (f32) of tokens batch[:, 1:] given batch[:, :-1].
+
+  loss_chunk > 0 computes it `loss_chunk` tokens at a time without the full logits.
+  """
+  return next_token_loss(model, batch_BxL1, loss_chunk)
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> llama.LlamaConfig:
@@ -166,7 +180,8 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> llama.LlamaConfig:
     base = base.replace(vocab_size=vocab_size)
   elif vocab_size > base.vocab_size:
     raise FlagError(f"--tokenizer has vocab {vocab_size} > model vocab {base.vocab_size}")
-  return base.replace(dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype)
+  return base.replace(dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
+                      attention=cfg.attention, remat=cfg.remat)
 
 
 def init_params(mcfg: llama.LlamaConfig, key) -> tuple[Any, dict]:
@@ -199,7 +214,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, cfg: Trai
   """
 
   def loss_of(params, batch):
-    return lm_loss(nnx.merge(graphdef, params), batch)
+    return lm_loss(nnx.merge(graphdef, params), batch, cfg.loss_chunk)
 
   def step_fn(params, opt_state, step, batch_AxBxL1):
     def micro(acc, batch_BxL1):

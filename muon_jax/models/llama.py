@@ -13,6 +13,12 @@ Parameter paths (pure-dict keys joined by "/"): `embed/embedding`,
 `lm_head/kernel`. Kernels are (in, out); Muon's routing predicate
 (`muon_jax.muon.is_hidden_matrix`) sends `embed` and `lm_head` to AdamW by name
 and the 1-D norm scales by rank.
+
+Two execution choices change memory and speed but not the function computed:
+`attention` picks `jax.nn.dot_product_attention`'s implementation (causal by
+`is_causal`, no mask built here) and `remat` a `jax.checkpoint` policy applied
+to each block, trading recomputation in the backward pass for activations
+kept between the passes.
 """
 
 from __future__ import annotations
@@ -20,12 +26,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+# `jax.nn.dot_product_attention` implementations; "auto" lets JAX pick (cuDNN
+# where it can, else XLA).
+ATTENTION_IMPLEMENTATIONS = {"xla": "xla", "cudnn": "cudnn", "auto": None}
+
+# Per-block rematerialisation: which intermediates of a block survive to the
+# backward pass. "none": all (no remat); "block": only the block's inputs,
+# everything else recomputed; "dots": matmul outputs kept, elementwise work
+# recomputed; "dots_no_batch": only matmuls without batch dimensions kept
+# (the projections), the attention score/value products recomputed.
+REMAT_POLICIES = {
+    "none": None,
+    "block": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +66,18 @@ class LlamaConfig:
   init_std: float = 0.02
   dtype: str = "float32"
   param_dtype: str = "float32"
+  attention: str = "xla"  # key of ATTENTION_IMPLEMENTATIONS
+  remat: str = "none"  # key of REMAT_POLICIES
 
   def __post_init__(self):
+    if self.attention not in ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f"attention={self.attention!r} is not allowed; choose from "
+                       f"{', '.join(ATTENTION_IMPLEMENTATIONS)}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat={self.remat!r} is not allowed; choose from {', '.join(REMAT_POLICIES)}")
+    if self.attention == "cudnn" and self.dtype != "bfloat16":
+      raise ValueError(f"attention='cudnn' needs a bfloat16 compute dtype, got {self.dtype} "
+                       f"(cuDNN flash attention has no {self.dtype} kernel)")
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
                  "num_kv_heads", "max_position_embeddings"):
       if getattr(self, name) < 1:
@@ -60,7 +92,7 @@ class LlamaConfig:
     if self.head_dim % 2:
       raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
 
-  def replace(self, **kw) -> "LlamaConfig":
+  def replace(self, **kw) -> LlamaConfig:
     return dataclasses.replace(self, **kw)
 
   def to_hf_config(self) -> dict:
@@ -77,7 +109,7 @@ class LlamaConfig:
     }
 
   @classmethod
-  def from_hf_config(cls, hf: Mapping, **overrides) -> "LlamaConfig":
+  def from_hf_config(cls, hf: Mapping, **overrides) -> LlamaConfig:
     """Reads a HF LlamaForCausalLM config.json dict (rejects what we don't model)."""
     if hf.get("hidden_act", "silu") != "silu":
       raise ValueError(f"hidden_act={hf['hidden_act']!r}: only 'silu' is implemented")
@@ -85,15 +117,15 @@ class LlamaConfig:
       raise ValueError("rope_scaling is not implemented")
     if hf.get("attention_bias") or hf.get("mlp_bias"):
       raise ValueError("attention_bias / mlp_bias are not implemented")
-    kw = dict(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"], num_layers=hf["num_hidden_layers"],
-        num_heads=hf["num_attention_heads"],
-        num_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
-        head_dim=hf.get("head_dim"), rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
-        rope_theta=hf.get("rope_theta", 10000.0),
-        max_position_embeddings=hf.get("max_position_embeddings", 2048),
-        init_std=hf.get("initializer_range", 0.02))
+    kw = {
+        "vocab_size": hf["vocab_size"], "hidden_size": hf["hidden_size"],
+        "intermediate_size": hf["intermediate_size"], "num_layers": hf["num_hidden_layers"],
+        "num_heads": hf["num_attention_heads"],
+        "num_kv_heads": hf.get("num_key_value_heads") or hf["num_attention_heads"],
+        "head_dim": hf.get("head_dim"), "rms_norm_eps": hf.get("rms_norm_eps", 1e-6),
+        "rope_theta": hf.get("rope_theta", 10000.0),
+        "max_position_embeddings": hf.get("max_position_embeddings", 2048),
+        "init_std": hf.get("initializer_range", 0.02)}
     kw.update(overrides)
     return cls(**kw)
 
@@ -105,13 +137,25 @@ def llama_160m(**overrides) -> LlamaConfig:
 
 def tiny(**overrides) -> LlamaConfig:
   """CPU/test size. GQA on (4 query heads share 2 KV heads) so tests exercise it."""
-  kw = dict(vocab_size=256, hidden_size=64, intermediate_size=176, num_layers=2, num_heads=4,
-            num_kv_heads=2, max_position_embeddings=512)
+  kw = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2, "num_heads": 4,
+            "num_kv_heads": 2, "max_position_embeddings": 512}
   kw.update(overrides)
   return LlamaConfig(**kw)
 
 
 PRESETS = {"tiny": tiny, "160m": llama_160m}
+
+
+def check_attention_backend(attention: str, backend: str | None = None) -> None:
+  """Raises ValueError if `attention` cannot run on `backend` (default: JAX's default backend).
+
+  cuDNN attention needs an NVIDIA GPU; without this check the failure would
+  come from inside the first compile.
+  """
+  backend = backend or jax.default_backend()
+  if attention == "cudnn" and backend != "gpu":
+    raise ValueError(f"attention='cudnn' needs an NVIDIA GPU with cuDNN; this backend is {backend} "
+                     f"(use attention='xla')")
 
 
 def rope_cos_sin(positions_L: jax.Array, head_dim: int, theta: float):
@@ -160,6 +204,7 @@ class Attention(nnx.Module):
     self.v_proj = _linear(cfg, d, cfg.num_kv_heads * hd, rngs)
     self.o_proj = _linear(cfg, cfg.num_heads * hd, d, rngs)
     self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, hd
+    self.implementation = ATTENTION_IMPLEMENTATIONS[cfg.attention]
 
   def __call__(self, x_BxLxD, cos_LxH, sin_LxH):
     b, l, _ = x_BxLxD.shape
@@ -167,9 +212,10 @@ class Attention(nnx.Module):
     k = self.k_proj(x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_dim)
     v = self.v_proj(x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_dim)
     q, k = apply_rope(q, cos_LxH, sin_LxH), apply_rope(k, cos_LxH, sin_LxH)
-    # XLA path: logits and softmax in f32 whatever the compute dtype; K/V heads
-    # are broadcast over query groups (GQA) inside.
-    out_BxLxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    # K/V heads are broadcast over query groups (GQA) inside; the XLA path
+    # computes logits and softmax in f32 whatever the compute dtype.
+    out_BxLxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                               implementation=self.implementation)
     return self.o_proj(out_BxLxNxH.reshape(b, l, self.num_heads * self.head_dim))
 
 
@@ -205,6 +251,7 @@ class Llama(nnx.Module):
   """LlamaForCausalLM: tokens (B, L) int -> logits (B, L, V) in `config.dtype`."""
 
   def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
+    check_attention_backend(config.attention)
     self.config = config
     self.embed = nnx.Embed(config.vocab_size, config.hidden_size, dtype=config.dtype,
                            param_dtype=config.param_dtype,
@@ -215,15 +262,26 @@ class Llama(nnx.Module):
     self.lm_head = _linear(config, config.hidden_size, config.vocab_size, rngs)
 
   def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+    return self.lm_head(self.hidden_states(tokens_BxL))
+
+  def hidden_states(self, tokens_BxL: jax.Array) -> jax.Array:
+    """The final-norm output (B, L, D) that `lm_head` maps to logits."""
     l = tokens_BxL.shape[1]
     if l > self.config.max_position_embeddings:
       raise ValueError(f"sequence length {l} > max_position_embeddings "
                        f"{self.config.max_position_embeddings}")
     cos, sin = rope_cos_sin(jnp.arange(l), self.config.head_dim, self.config.rope_theta)
+    run_block = _run_block
+    if self.config.remat != "none":
+      run_block = nnx.remat(_run_block, policy=REMAT_POLICIES[self.config.remat])
     x_BxLxD = self.embed(tokens_BxL)
     for layer in self.layers:
-      x_BxLxD = layer(x_BxLxD, cos, sin)
-    return self.lm_head(self.norm(x_BxLxD))
+      x_BxLxD = run_block(layer, x_BxLxD, cos, sin)
+    return self.norm(x_BxLxD)
+
+
+def _run_block(block: Block, x_BxLxD, cos_LxH, sin_LxH):
+  return block(x_BxLxD, cos_LxH, sin_LxH)
 
 
 def abstract_model(config: LlamaConfig) -> Llama:
@@ -281,7 +339,7 @@ def hf_to_pure_dict(config: LlamaConfig, state_dict: Mapping[str, np.ndarray]) -
   out = {
       "embed": {"embedding": embed},
       "norm": {"scale": get("model.norm.weight")},
-      "lm_head": {"kernel": (sd["lm_head.weight"] if "lm_head.weight" in sd else embed).T},
+      "lm_head": {"kernel": (sd.get("lm_head.weight", embed)).T},
       "layers": {},
   }
   for i in range(config.num_layers):
@@ -322,7 +380,7 @@ def load_safetensors_dir(path: str) -> dict:
   for f in files:
     # framework="flax" reads bf16 tensors, which plain NumPy cannot.
     with safe_open(os.path.join(path, f), framework="flax") as fh:
-      for k in fh.keys():
+      for k in fh:
         sd[k] = np.asarray(fh.get_tensor(k))
   return sd
 
