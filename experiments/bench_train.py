@@ -1,134 +1,74 @@
-"""Benchmark: training-step throughput, MFU and the Muon/AdamW step-time ratio.
+"""Benchmark: a LLaMA training step's memory, FLOPs, throughput, MFU and Muon/AdamW ratio.
 
   python -m experiments.bench_train                          # tiny on this machine (+160M FLOP count)
   python -m experiments.bench_train --model=160m --steps=5   # GPU: paper batch 512 x 1024, bf16
+  python -m experiments.bench_train --model=160m --steps=0 --micro_batch=16 --global_batch=16 \
+      --loss_chunk=2048 --sweep_micro_batches=1,2,4,8,16,32,64   # CPU: memory analysis only
 
-Both optimizers run the same compiled trainer step (`muon_jax.train`:
-micro-batch scan, pmean, clip, update) on the same random-token batch; their
-steps are timed interleaved in this process and the medians compared. MFU is
-flops_per_token x tokens/s / (devices x peak); peak comes from --peak_tflops,
-else the known-GPU/TPU table (dense bf16), else (CPU) a measured f32 matmul
-rate, which the JSON labels. Writes out_dir/bench_train.json.
+Per optimizer: XLA's memory analysis of the compiled step for one micro-batch
+(arguments, outputs, temporaries, peak_memory_bytes), XLA's FLOP count of the
+loss gradient against the analytic FLOPs per token and, with --steps > 0, the
+median step time, tokens/s and MFU of the real step, both optimizers timed
+interleaved in this process. --profile_dir writes a jax.profiler trace
+(TensorBoard / Perfetto). --sweep_micro_batches adds peak memory against micro
+batch per --sweep_remat policy and the largest micro batch within
+--memory_budget_gb. The logic is `muon_jax.step_bench`; writes
+out_dir/bench_train.json.
 """
 
 import os
 
-from absl import app, flags, logging
+from absl import flags
 
-from muon_jax import validate
+from experiments import cli
+from muon_jax.step_bench import BenchTrainConfig
 
-flags.DEFINE_enum("model", "tiny", ["tiny", "160m"], "Model to time (160M FLOPs/params are always reported).")
-flags.DEFINE_integer("steps", 5, "Timed steps per optimizer (median reported), >= 1.")
-flags.DEFINE_integer("global_batch", 0, "Sequences per step; 0 = 16 (tiny) or 512 (160m, the paper's).")
-flags.DEFINE_integer("micro_batch", 0, "Sequences per device per micro-step; 0 = min(16, "
-                     "global/devices) for 160m, global/devices for tiny.")
-flags.DEFINE_integer("seq_len", 0, "Tokens per sequence; 0 = 128 (tiny) or 1024 (160m).")
-flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
-                  "auto = bfloat16 on GPU/TPU, float32 on CPU.")
-flags.DEFINE_float("peak_tflops", 0.0, "Per-device peak TFLOP/s (0 = table, or measured matmul on CPU).")
-flags.DEFINE_integer("num_devices", 0, "Local devices (0 = all).")
+cli.define_flags(BenchTrainConfig)
 flags.DEFINE_string("out_dir", "out/bench_train", "Where bench_train.json goes.")
 FLAGS = flags.FLAGS
 
 
-def run():
-  for name in ("global_batch", "micro_batch", "seq_len", "num_devices"):
-    validate.check_range(name, getattr(FLAGS, name), low=0)
-  validate.check_range("steps", FLAGS.steps, low=1)
-  validate.check_range("peak_tflops", FLAGS.peak_tflops, low=0)
-
-  import dataclasses
-
-  import jax
-  import numpy as np
-
-  from muon_jax import benchmarking, results
-  from muon_jax import train as tr
-  from muon_jax.models import llama
-
-  big = FLAGS.model == "160m"
-  backend = jax.default_backend()
-  dtype = FLAGS.compute_dtype if FLAGS.compute_dtype != "auto" else (
-      "float32" if backend == "cpu" else "bfloat16")
-  global_batch = FLAGS.global_batch or (512 if big else 16)
-  n_local = FLAGS.num_devices or jax.local_device_count()
-  micro = FLAGS.micro_batch or (max(1, min(16, global_batch // n_local)) if big else 0)
-  cfg = tr.TrainConfig(model=FLAGS.model, steps=1000, seq_len=FLAGS.seq_len or (1024 if big else 128),
-                       global_batch=global_batch, micro_batch=micro,
-                       compute_dtype=dtype, num_devices=FLAGS.num_devices,
-                       peak_tflops=FLAGS.peak_tflops)
-  tr.validate_config(cfg)
-  cfg, devices = tr.resolve_batching(cfg)
-  n_dev = len(devices)
-  vocab = 32000 if big else 257
-  mcfg = tr.model_config(cfg, vocab)
-
-  peak = tr.peak_flops(cfg, devices[0])
-  peak_source = "flag" if FLAGS.peak_tflops else "device table (dense bf16)"
-  if peak is None:
-    peak = benchmarking.matmul_peak_gflops(n=1024) * 1e9
-    peak_source = "measured f32 1024^3 matmul on this CPU"
-
-  key = jax.random.key(0)
-  graphdef, params = tr.init_params(mcfg, jax.random.fold_in(key, 0))
-  tokens = np.asarray(jax.random.randint(jax.random.fold_in(key, 1),
-                                         (cfg.global_batch, cfg.seq_len + 1), 0, vocab), np.int32)
-  batch = tr.split_batch(tokens, n_dev, cfg.micro_batch)
-
-  class Runner:
-    """One optimizer's replicated state; each call runs one step in place."""
-
-    def __init__(self, opt_name):
-      c = dataclasses.replace(cfg, optimizer=opt_name)
-      opt = tr.build_optimizer(c)
-      self.step_fn = tr.data_parallel(tr.make_train_step(graphdef, opt, c), devices)
-      self.params = tr.replicate(params, devices)
-      self.opt_state = tr.replicate(opt.init(params), devices)
-      self.step = 0
-
-    def __call__(self):
-      self.step += 1
-      self.params, self.opt_state, m = self.step_fn(self.params, self.opt_state,
-                                                    np.int32(self.step), batch)
-      return m["loss"]
-
-  logging.info("compiling %s (%s, %d devices, micro %d, global %d x %d)", FLAGS.model, dtype, n_dev,
-               cfg.micro_batch, cfg.global_batch, cfg.seq_len)
-  runners = {name: Runner(name) for name in ("adamw", "muon")}
-  times = benchmarking.median_times(list(runners.values()), FLAGS.steps)
-  fpt = llama.flops_per_token(mcfg, cfg.seq_len)
-  tokens_per_step = cfg.global_batch * cfg.seq_len
-  out = {"model": FLAGS.model, "device_kind": devices[0].device_kind, "backend": backend,
-         "devices": n_dev, "compute_dtype": dtype, "global_batch": cfg.global_batch,
-         "micro_batch": cfg.micro_batch, "seq_len": cfg.seq_len,
-         "accum_steps": cfg.global_batch // (n_dev * cfg.micro_batch),
-         "params": llama.param_count(llama.abstract_model(mcfg)), "flops_per_token": fpt,
-         "peak_tflops_per_device": peak / 1e12, "peak_source": peak_source, "timed_steps": FLAGS.steps}
-  for name, t in zip(runners, times):
-    med = float(np.median(t))
-    tps = tokens_per_step / med
-    out[name] = {"step_s_median": med, "step_s_all": t, "tokens_per_s": tps,
-                 "mfu": tr.mfu(tps, fpt, peak, n_dev)}
-  out["muon_over_adamw_step_time"] = out["muon"]["step_s_median"] / out["adamw"]["step_s_median"]
-  m160 = llama.llama_160m()
-  out["llama_160m_reference"] = {"params": llama.param_count(llama.abstract_model(m160)),
-                                 "matmul_params": llama.matmul_param_count(m160),
-                                 "flops_per_token_seq1024": llama.flops_per_token(m160, 1024)}
-  os.makedirs(FLAGS.out_dir, exist_ok=True)
-  results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_train.json"), out)
-  for name in runners:
+def _print(out: dict) -> None:
+  for name in (k for k in ("adamw", "muon") if k in out):
     r = out[name]
-    print(f"{FLAGS.model} {name:5s}: step {r['step_s_median'] * 1e3:9.1f} ms  "
-          f"{r['tokens_per_s']:12,.0f} tok/s  MFU {r['mfu']:.3f}")
-  print(f"Muon/AdamW step time: {out['muon_over_adamw_step_time']:.3f}  "
-        f"({out['device_kind']}, {n_dev} device(s), {dtype}, batch {cfg.global_batch}x{cfg.seq_len}, "
-        f"peak {peak / 1e12:.2f} TFLOP/s from {peak_source})")
+    line = (f"{out['model']} {name:5s}: peak {r['peak_memory_bytes'] / 1e9:7.2f} GB (args "
+            f"{r['argument_bytes'] / 1e9:.2f}, temps {r['temp_bytes'] / 1e9:.2f})  XLA/analytic "
+            f"FLOPs per token {r['xla_over_analytic']:.3f}")
+    if "step_s_median" in r:
+      mfu = "n/a" if r["mfu"] is None else f"{r['mfu']:.3f}"
+      line += (f"  step {r['step_s_median'] * 1e3:9.1f} ms  {r['tokens_per_s']:12,.0f} tok/s  "
+               f"MFU {mfu}")
+    print(line)
+  if "muon_over_adamw_step_time" in out:
+    print(f"Muon/AdamW step time: {out['muon_over_adamw_step_time']:.3f}  ({out['device_kind']}, "
+          f"{out['devices']} device(s), {out['compute_dtype']}, batch {out['global_batch']}x"
+          f"{out['seq_len']}, micro {out['micro_batch']}, peak {out['peak_tflops_per_device']:.2f} "
+          f"TFLOP/s from {out['peak_source']})")
+  sweep = out.get("memory_sweep")
+  if sweep:
+    for opt in (k for k in sweep if k != "budget_bytes"):
+      for remat, r in sweep[opt].items():
+        peaks = "  ".join(f"{m}:{b / 1e9:.1f}" for m, b in r["peak_memory_bytes"].items())
+        largest = r["largest_micro_batch_in_budget"]
+        bound = ">=" if r["all_tested_fit"] else ""
+        print(f"{opt:5s} remat={remat:13s} peak GB by micro batch  {peaks}  | largest in "
+              f"{sweep['budget_bytes'] / 1e9:.0f} GB: {bound}{largest}")
 
 
 def main(argv):
   del argv
-  validate.run_or_exit(run)
+  with cli.flag_errors():
+    cfg = cli.config_from_flags(BenchTrainConfig)
+    cli.check_out_dir(FLAGS.out_dir)
+    from muon_jax import step_bench, train
+    tcfg = step_bench.train_config(cfg)
+    train.validate_config(tcfg)
+    train.resolve_batching(tcfg)
+  from muon_jax import results
+  out = step_bench.run(cfg, FLAGS.out_dir)
+  results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_train.json"), out)
+  _print(out)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,12 +5,13 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 from safetensors.numpy import save_file
 
-from muon_jax.muon import muon_labels
 from muon_jax.models import llama
+from muon_jax.muon import muon_labels
 
 
 def _random_hf_checkpoint(cfg: llama.LlamaConfig, seed=0):
@@ -177,3 +178,73 @@ def test_config_errors_and_hf_mismatch(tiny_ckpt):
     llama.from_hf_state_dict(cfg, bad)
   with pytest.raises(ValueError, match="shape"):
     llama.from_hf_state_dict(cfg.replace(intermediate_size=cfg.intermediate_size + 2), sd)
+
+
+def _loss_and_grads(cfg, tokens_BxL1, seed=0):
+  graphdef, params = nnx.split(llama.Llama(cfg, rngs=nnx.Rngs(seed)))
+
+  def loss(p):
+    logits = nnx.merge(graphdef, p)(tokens_BxL1[:, :-1]).astype(jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BxL1[:, 1:]).mean()
+
+  return jax.value_and_grad(loss)(params)
+
+
+@pytest.mark.parametrize("remat", [r for r in llama.REMAT_POLICIES if r != "none"])
+def test_remat_policies_keep_loss_and_gradients(remat):
+  cfg = llama.tiny(vocab_size=50)
+  tokens = jnp.asarray(np.random.default_rng(4).integers(0, 50, (2, 17)), jnp.int32)
+  want, want_g = _loss_and_grads(cfg, tokens)
+  got, got_g = _loss_and_grads(cfg.replace(remat=remat), tokens)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_block_remat_lowers_compiled_gradient_memory():
+  cfg = llama.tiny(vocab_size=64, num_layers=4)
+  tokens = jax.ShapeDtypeStruct((4, 257), jnp.int32)
+
+  def temp_bytes(remat):
+    graphdef, params = nnx.split(llama.abstract_model(cfg.replace(remat=remat)))
+
+    def loss(p, t):
+      return nnx.merge(graphdef, p)(t[:, :-1]).astype(jnp.float32).mean()
+
+    grad = jax.jit(jax.grad(loss))
+    return grad.lower(params, tokens).compile().memory_analysis().temp_size_in_bytes
+
+  # 4 layers x 4 sequences x 256 tokens: the (4, 4 heads, 256, 256) f32
+  # attention probabilities alone are 4 MiB per layer without remat.
+  none, block = temp_bytes("none"), temp_bytes("block")
+  assert block < 0.6 * none, (block, none)
+
+
+def test_attention_implementations_agree_on_cpu():
+  cfg = llama.tiny(vocab_size=50)
+  tokens = jnp.asarray(np.random.default_rng(5).integers(0, 50, (2, 16)), jnp.int32)
+  xla = llama.Llama(cfg, rngs=nnx.Rngs(1))(tokens)
+  auto = llama.Llama(cfg.replace(attention="auto"), rngs=nnx.Rngs(1))(tokens)
+  np.testing.assert_allclose(np.asarray(auto), np.asarray(xla), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the error off a GPU")
+def test_cudnn_attention_off_gpu_is_a_clear_error_before_compiling():
+  with pytest.raises(ValueError, match="^attention='cudnn' needs an NVIDIA GPU"):
+    llama.Llama(llama.tiny(dtype="bfloat16", attention="cudnn"), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="^attention='cudnn' needs a bfloat16 compute dtype"):
+    llama.tiny(attention="cudnn")
+  with pytest.raises(ValueError, match="^attention='flash' is not allowed"):
+    llama.tiny(attention="flash")
+  with pytest.raises(ValueError, match="^remat='all' is not allowed"):
+    llama.tiny(remat="all")
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs a GPU")
+def test_cudnn_attention_matches_xla_to_bf16_tolerance():
+  cfg = llama.tiny(vocab_size=50, dtype="bfloat16", head_dim=64, num_heads=4, num_kv_heads=2,
+                   hidden_size=256)
+  tokens = jnp.asarray(np.random.default_rng(6).integers(0, 50, (2, 128)), jnp.int32)
+  xla = np.asarray(llama.Llama(cfg, rngs=nnx.Rngs(2))(tokens), np.float32)
+  cudnn = np.asarray(llama.Llama(cfg.replace(attention="cudnn"), rngs=nnx.Rngs(2))(tokens), np.float32)
+  np.testing.assert_allclose(cudnn, xla, atol=0.05 * np.abs(xla).max())

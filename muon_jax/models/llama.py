@@ -137,8 +137,8 @@ def llama_160m(**overrides) -> LlamaConfig:
 
 def tiny(**overrides) -> LlamaConfig:
   """CPU/test size. GQA on (4 query heads share 2 KV heads) so tests exercise it."""
-  kw = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2, "num_heads": 4,
-            "num_kv_heads": 2, "max_position_embeddings": 512}
+  kw = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2,
+        "num_heads": 4, "num_kv_heads": 2, "max_position_embeddings": 512}
   kw.update(overrides)
   return LlamaConfig(**kw)
 
@@ -380,7 +380,7 @@ def load_safetensors_dir(path: str) -> dict:
   for f in files:
     # framework="flax" reads bf16 tensors, which plain NumPy cannot.
     with safe_open(os.path.join(path, f), framework="flax") as fh:
-      for k in fh:
+      for k in fh.keys():  # noqa: SIM118 (safe_open is not iterable)
         sd[k] = np.asarray(fh.get_tensor(k))
   return sd
 

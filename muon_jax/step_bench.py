@@ -1,0 +1,323 @@
+"""Where a LLaMA training step's memory and time go: XLA's accounting and timed steps.
+
+For one model preset and batch shape, `run` reports per optimizer
+  * the compiled step's memory (`Compiled.memory_analysis()`): arguments,
+    outputs, temporaries, donated (aliased) bytes, and their peak
+    arguments + outputs + temporaries - aliased, for one device running one
+    micro-batch of the trainer's step (`muon_jax.train.make_train_step`);
+  * the FLOPs XLA counts (`Compiled.cost_analysis()`) for the loss gradient of
+    one micro-batch, per token, against `llama.flops_per_token` (6·N plus the
+    attention term), and for the rest of the step (clip + optimizer update);
+  * tokens/s and MFU of the real step (micro-batch scan, pmean, update),
+    timed interleaved across optimizers (`steps` > 0), optionally under a
+    `jax.profiler` trace;
+and, for `sweep_micro_batches`, the peak memory against micro batch for each
+remat policy in `sweep_remat`, with the largest micro batch within
+`memory_budget_gb`.
+
+The analysis never runs the step (abstract inputs), so LLaMA-160M at micro
+batch 16 x 1024 is analysed on a CPU in seconds. On the CPU, XLA expands the
+`jax.checkpoint` optimisation barriers early and common-subexpression
+elimination then merges the recomputation back into the forward values, so a
+remat policy would not change the CPU program at all; the analysis compile
+disables that pass (`ANALYSIS_COMPILER_OPTIONS`) so the CPU program keeps the
+recomputation a GPU compile keeps. The CPU's buffer assignment is still not
+the GPU's: read CPU numbers as an estimate of a GPU step's memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from muon_jax import config as config_lib
+from muon_jax import results
+from muon_jax import train as tr
+from muon_jax.data import ByteTokenizer
+from muon_jax.models import llama
+from muon_jax.progress import Progress
+
+field = config_lib.field
+
+ANALYSIS_COMPILER_OPTIONS = {"xla_disable_hlo_passes": "cse_barrier_expander"}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchTrainConfig:
+  """One benchmark: a model preset, a batch shape, step options and what to report."""
+  model: str = field("tiny", "Model preset", choices=tuple(llama.PRESETS))
+  optimizers: tuple[str, ...] = field(("adamw", "muon"), "Optimizers to analyse and time",
+                                      choices=tr.OPTIMIZERS)
+  steps: int = field(5, "Timed steps per optimizer (median reported); 0 = analysis only", low=0)
+  global_batch: int = field(0, "Sequences per step; 0 = 16 (tiny) or 512 (160m, the paper's)",
+                            low=0)
+  micro_batch: int = field(0, "Sequences per device per micro-step; 0 = min(16, global / "
+                           "devices) for 160m, global / devices for tiny", low=0)
+  seq_len: int = field(0, "Tokens per sequence; 0 = 128 (tiny) or 1024 (160m)", low=0)
+  compute_dtype: str = field("auto", "Compute dtype; auto = bfloat16 on GPU/TPU, float32 on CPU",
+                             choices=("auto",) + tr.DTYPES)
+  attention: str = field("xla", "Attention implementation (jax.nn.dot_product_attention)",
+                         choices=tuple(llama.ATTENTION_IMPLEMENTATIONS))
+  remat: str = field("none", "Per-block rematerialisation policy of the timed step",
+                     choices=tuple(llama.REMAT_POLICIES))
+  loss_chunk: int = field(0, "Tokens per logits chunk in the loss; 0 = full logits", low=0)
+  peak_tflops: float = field(0.0, "Per-device peak TFLOP/s for MFU; 0 = device table, or a "
+                             "measured f32 matmul rate on CPU", low=0)
+  num_devices: int = field(0, "Local devices to use; 0 = all", low=0)
+  sweep_micro_batches: tuple[int, ...] = field((), "Micro batches of the memory sweep (empty = "
+                                               "no sweep)", low=1, nonempty=False)
+  sweep_remat: tuple[str, ...] = field(tuple(llama.REMAT_POLICIES), "Remat policies of the "
+                                       "memory sweep", choices=tuple(llama.REMAT_POLICIES))
+  memory_budget_gb: float = field(60.0, "Per-device memory budget (1e9 bytes) for the largest "
+                                  "micro batch; 60 = JAX's default 75% of an 80 GB H100",
+                                  low=0, low_open=True)
+  profile_dir: str = field("", "Folder for a jax.profiler trace of 2 steps per optimizer "
+                           "(empty = none)")
+
+
+def resolved_shape(cfg: BenchTrainConfig) -> tuple[int, int, int, str]:
+  """(global_batch, micro_batch or 0, seq_len, compute dtype) with the defaults filled in."""
+  big = cfg.model != "tiny"
+  global_batch = cfg.global_batch or (512 if big else 16)
+  n_local = cfg.num_devices or jax.local_device_count()
+  micro = cfg.micro_batch or (max(1, min(16, global_batch // n_local)) if big else 0)
+  dtype = cfg.compute_dtype
+  if dtype == "auto":
+    dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  return global_batch, micro, cfg.seq_len or (1024 if big else 128), dtype
+
+
+def train_config(cfg: BenchTrainConfig, optimizer: str = "muon") -> tr.TrainConfig:
+  """The trainer config the benchmark steps use (validated, batching not yet resolved)."""
+  global_batch, micro, seq_len, dtype = resolved_shape(cfg)
+  return tr.TrainConfig(model=cfg.model, optimizer=optimizer, steps=1000, seq_len=seq_len,
+                        global_batch=global_batch, micro_batch=micro, compute_dtype=dtype,
+                        num_devices=cfg.num_devices, peak_tflops=cfg.peak_tflops,
+                        attention=cfg.attention, remat=cfg.remat, loss_chunk=cfg.loss_chunk)
+
+
+def vocab_size(model: str) -> int:
+  """The vocabulary a preset trains with: train_llama's default byte tokenizer for tiny."""
+  return ByteTokenizer.vocab_size if model == "tiny" else llama.PRESETS[model]().vocab_size
+
+
+def memory_stats(compiled) -> dict:
+  """Byte counts of `compiled.memory_analysis()` and their peak (args + outputs + temps - aliased)."""
+  m = compiled.memory_analysis()
+  out = {"argument_bytes": int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes),
+         "temp_bytes": int(m.temp_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes),
+         "generated_code_bytes": int(m.generated_code_size_in_bytes)}
+  out["peak_memory_bytes"] = (out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"]
+                              - out["alias_bytes"])
+  return out
+
+
+def xla_flops(compiled) -> float:
+  """FLOPs of `compiled.cost_analysis()` (a while loop's body is counted once)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def compile_for_analysis(lowered):
+  """Compiles `lowered`; on the CPU with the remat-preserving options (see module doc)."""
+  options = ANALYSIS_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+  return lowered.compile(compiler_options=options)
+
+
+def _abstract(tree, lead=()):
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + tuple(x.shape), x.dtype), tree)
+
+
+def analyze_step(tcfg: tr.TrainConfig, micro_batch: int, *, flops: bool = True) -> dict:
+  """Memory (and FLOPs) of one device's step on one micro-batch, from abstract inputs.
+
+  Args:
+    tcfg: trainer config (model, optimizer, dtypes, attention, remat, loss_chunk, seq_len).
+    micro_batch: sequences in the analysed micro-batch.
+    flops: also compile the loss gradient alone for `cost_analysis`.
+
+  Returns:
+    `memory_stats` of the step, plus `xla_flops_per_token` (gradient of the
+    loss), `analytic_flops_per_token`, their ratio and `xla_update_flops`
+    (the step's FLOPs outside the gradient) when `flops`, and `compile_s`.
+  """
+  mcfg = tr.model_config(tcfg, vocab_size(tcfg.model))
+  graphdef, state = nnx.split(llama.abstract_model(mcfg))
+  params = nnx.to_pure_dict(state)
+  optimizer = tr.build_optimizer(tcfg)
+  opt_state = jax.eval_shape(optimizer.init, params)
+  device = jax.local_devices()[0]
+  step_fn = tr.data_parallel(tr.make_train_step(graphdef, optimizer, tcfg), [device])
+  micro_BxL1 = jax.ShapeDtypeStruct((micro_batch, tcfg.seq_len + 1), jnp.int32)
+  batch = jax.ShapeDtypeStruct((1, 1) + micro_BxL1.shape, jnp.int32)
+  start = time.perf_counter()
+  compiled = compile_for_analysis(
+      step_fn.lower(_abstract(params, (1,)), _abstract(opt_state, (1,)), jnp.int32(1), batch))
+  out = memory_stats(compiled)
+  if flops:
+    step_flops = xla_flops(compiled)
+
+    def loss_of(p, b):
+      return tr.lm_loss(nnx.merge(graphdef, p), b, tcfg.loss_chunk)
+
+    grad = compile_for_analysis(jax.jit(jax.value_and_grad(loss_of)).lower(params, micro_BxL1))
+    grad_flops = xla_flops(grad)
+    tokens = micro_batch * tcfg.seq_len
+    analytic = llama.flops_per_token(mcfg, tcfg.seq_len)
+    out |= {"xla_flops_per_token": grad_flops / tokens, "analytic_flops_per_token": analytic,
+            "xla_over_analytic": grad_flops / tokens / analytic,
+            "xla_update_flops": step_flops - grad_flops}
+  out["compile_s"] = time.perf_counter() - start
+  return out
+
+
+def _sweep_key(tcfg: tr.TrainConfig, micro: int) -> str:
+  return (f"{tcfg.model}|{tcfg.optimizer}|{tcfg.compute_dtype}|{tcfg.attention}|{tcfg.remat}|"
+          f"chunk{tcfg.loss_chunk}|{micro}x{tcfg.seq_len}")
+
+
+def memory_sweep(cfg: BenchTrainConfig, cache_path: str | None = None) -> dict:
+  """Peak memory against micro batch per remat policy, and the largest within the budget.
+
+  Every analysed point is written to `cache_path` (if given) as soon as it is
+  known, and points already there are reused, so an interrupted sweep resumes.
+
+  Returns:
+    {optimizer: {remat: {"peak_memory_bytes": {micro: bytes}, "largest_micro_batch_in_budget":
+    int or None, "all_tested_fit": bool}}} plus "budget_bytes".
+  """
+  cache = results.load_json(cache_path, {}) if cache_path else {}
+  budget = cfg.memory_budget_gb * 1e9
+  micros = sorted(cfg.sweep_micro_batches)
+  progress = Progress(len(cfg.optimizers) * len(cfg.sweep_remat) * len(micros), "memory sweep")
+  out = {"budget_bytes": budget}
+  for opt in cfg.optimizers:
+    out[opt] = {}
+    for remat in cfg.sweep_remat:
+      tcfg = dataclasses.replace(train_config(cfg, opt), remat=remat)
+      peaks = {}
+      for micro in micros:
+        key = _sweep_key(tcfg, micro)
+        if key not in cache:
+          cache[key] = analyze_step(tcfg, micro, flops=False)["peak_memory_bytes"]
+          if cache_path:
+            results.atomic_write_json(cache_path, cache)
+        peaks[micro] = cache[key]
+        progress.advance(1, f"{opt} remat={remat} micro={micro}: {peaks[micro] / 1e9:.2f} GB")
+      fits = [m for m in micros if peaks[m] <= budget]
+      out[opt][remat] = {"peak_memory_bytes": {str(m): peaks[m] for m in micros},
+                         "largest_micro_batch_in_budget": max(fits) if fits else None,
+                         "all_tested_fit": len(fits) == len(micros)}
+  return out
+
+
+def _peak_flops(tcfg: tr.TrainConfig, device) -> tuple[float, str]:
+  peak = tr.peak_flops(tcfg, device)
+  if peak is not None:
+    return peak, "flag" if tcfg.peak_tflops else "device table (dense bf16)"
+  from muon_jax import benchmarking
+  return benchmarking.matmul_peak_gflops(n=1024) * 1e9, "measured f32 1024^3 matmul on this CPU"
+
+
+def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> dict:
+  """Median step times per optimizer, interleaved; optionally traced."""
+  from muon_jax import benchmarking
+  mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
+  key = jax.random.key(0)
+  graphdef, params = tr.init_params(mcfg, jax.random.fold_in(key, 0))
+  tokens = np.asarray(jax.random.randint(jax.random.fold_in(key, 1),
+                                         (tcfg.global_batch, tcfg.seq_len + 1), 0, mcfg.vocab_size),
+                      np.int32)
+  batch = tr.split_batch(tokens, len(devices), tcfg.micro_batch)
+
+  class Runner:
+    """One optimizer's replicated state; each call runs one step in place."""
+
+    def __init__(self, opt_name):
+      c = dataclasses.replace(tcfg, optimizer=opt_name)
+      opt = tr.build_optimizer(c)
+      self.step_fn = tr.data_parallel(tr.make_train_step(graphdef, opt, c), devices)
+      self.params = tr.replicate(params, devices)
+      self.opt_state = tr.replicate(opt.init(params), devices)
+      self.step = 0
+
+    def __call__(self):
+      self.step += 1
+      self.params, self.opt_state, m = self.step_fn(self.params, self.opt_state,
+                                                    np.int32(self.step), batch)
+      return m["loss"]
+
+  runners = {name: Runner(name) for name in cfg.optimizers}
+  times = benchmarking.median_times(list(runners.values()), cfg.steps)
+  if cfg.profile_dir:
+    with jax.profiler.trace(cfg.profile_dir, create_perfetto_trace=True):
+      for name, runner in runners.items():
+        for _ in range(2):
+          with jax.profiler.TraceAnnotation(f"{name}_step"):
+            jax.block_until_ready(runner())
+  return dict(zip(runners, times, strict=True))
+
+
+def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
+  """Analyses (and with steps > 0 times) the configured step; returns a JSON-able dict.
+
+  Args:
+    cfg: the benchmark config (checked here).
+    out_dir: where the memory sweep keeps its resumable cache (None: no cache).
+
+  Returns:
+    Shape and options, `llama_160m_reference`, per optimizer the step
+    analysis (`peak_memory_bytes`, FLOPs) and, when timed, step times,
+    tokens/s and MFU; `muon_over_adamw_step_time` when both are timed;
+    `memory_sweep` when `sweep_micro_batches` is set.
+  """
+  config_lib.check(cfg)
+  llama.check_attention_backend(cfg.attention)
+  tcfg = train_config(cfg)
+  tr.validate_config(tcfg)
+  tcfg, devices = tr.resolve_batching(tcfg)
+  n_dev = len(devices)
+  mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
+  m160 = llama.llama_160m()
+  out = {"model": cfg.model, "device_kind": devices[0].device_kind,
+         "backend": jax.default_backend(), "devices": n_dev, "compute_dtype": tcfg.compute_dtype,
+         "attention": cfg.attention, "remat": cfg.remat, "loss_chunk": cfg.loss_chunk,
+         "global_batch": tcfg.global_batch, "micro_batch": tcfg.micro_batch,
+         "seq_len": tcfg.seq_len, "vocab_size": mcfg.vocab_size,
+         "accum_steps": tcfg.global_batch // (n_dev * tcfg.micro_batch),
+         "params": llama.param_count(llama.abstract_model(mcfg)),
+         "flops_per_token": llama.flops_per_token(mcfg, tcfg.seq_len),
+         "analysis_compiler_options": (ANALYSIS_COMPILER_OPTIONS
+                                       if jax.default_backend() == "cpu" else {}),
+         "timed_steps": cfg.steps,
+         "llama_160m_reference": {"params": llama.param_count(llama.abstract_model(m160)),
+                                  "matmul_params": llama.matmul_param_count(m160),
+                                  "flops_per_token_seq1024": llama.flops_per_token(m160, 1024)}}
+  for opt in cfg.optimizers:
+    out[opt] = analyze_step(dataclasses.replace(tcfg, optimizer=opt), tcfg.micro_batch)
+  if cfg.steps:
+    peak, out["peak_source"] = _peak_flops(tcfg, devices[0])
+    out["peak_tflops_per_device"] = peak / 1e12
+    tokens_per_step = tcfg.global_batch * tcfg.seq_len
+    for name, t in _time_steps(cfg, tcfg, devices).items():
+      med = float(np.median(t))
+      tps = tokens_per_step / med
+      out[name] |= {"step_s_median": med, "step_s_all": t, "tokens_per_s": tps,
+                    "mfu": tr.mfu(tps, out["flops_per_token"], peak, n_dev)}
+    if {"adamw", "muon"} <= set(cfg.optimizers):
+      out["muon_over_adamw_step_time"] = (out["muon"]["step_s_median"]
+                                          / out["adamw"]["step_s_median"])
+  if cfg.profile_dir and cfg.steps:
+    out["profile_dir"] = os.path.abspath(cfg.profile_dir)
+  if cfg.sweep_micro_batches:
+    cache = os.path.join(out_dir, "memory_sweep_cache.json") if out_dir else None
+    out["memory_sweep"] = memory_sweep(cfg, cache)
+  return out
