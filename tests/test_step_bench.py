@@ -1,0 +1,117 @@
+"""Step analysis: XLA memory/FLOP accounting of the trainer step, remat, sweep, bench_train binary."""
+
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from muon_jax import step_bench
+from muon_jax import train as tr
+from muon_jax.models import llama
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = tr.TrainConfig(model="tiny", optimizer="adamw", seq_len=32, global_batch=2, micro_batch=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_analysis():
+  return step_bench.analyze_step(TINY, 2)
+
+
+def _nbytes(tree):
+  return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def test_step_arguments_are_params_opt_state_and_batch_and_are_donated(tiny_analysis):
+  mcfg = tr.model_config(TINY, step_bench.vocab_size("tiny"))
+  _, params = tr.init_params(mcfg, jax.random.key(0))
+  opt_state = tr.build_optimizer(TINY).init(params)
+  state_bytes = _nbytes(params) + _nbytes(opt_state)
+  batch_bytes = 2 * (TINY.seq_len + 1) * 4
+  got = tiny_analysis
+  # + 4 bytes for the int32 step counter; XLA may pad small buffers.
+  assert state_bytes + batch_bytes + 4 <= got["argument_bytes"] <= 1.01 * (state_bytes + batch_bytes) + 1024
+  assert state_bytes <= got["alias_bytes"] <= 1.01 * state_bytes + 1024
+  assert got["peak_memory_bytes"] == (got["argument_bytes"] + got["output_bytes"] + got["temp_bytes"]
+                                      - got["alias_bytes"])
+
+
+def test_xla_flops_per_token_match_the_analytic_count(tiny_analysis):
+  got = tiny_analysis
+  mcfg = tr.model_config(TINY, step_bench.vocab_size("tiny"))
+  assert got["analytic_flops_per_token"] == llama.flops_per_token(mcfg, 32)
+  assert 0.95 < got["xla_over_analytic"] < 1.25, got["xla_over_analytic"]
+  assert got["xla_update_flops"] > 0
+
+
+def test_block_remat_lowers_the_step_peak_memory():
+  cfg = dataclasses.replace(TINY, seq_len=256)
+  none = step_bench.analyze_step(cfg, 4, flops=False)["peak_memory_bytes"]
+  block = step_bench.analyze_step(dataclasses.replace(cfg, remat="block"), 4, flops=False)
+  assert block["peak_memory_bytes"] < 0.6 * none
+
+
+def test_memory_sweep_grows_with_micro_batch_and_resumes_from_its_cache(tmp_path, monkeypatch):
+  cfg = step_bench.BenchTrainConfig(model="tiny", optimizers=("muon",), seq_len=16,
+                                    sweep_micro_batches=(1, 2, 4), sweep_remat=("none",))
+  cache = str(tmp_path / "cache.json")
+  first = step_bench.memory_sweep(cfg, cache)
+  peaks = first["muon"]["none"]["peak_memory_bytes"]
+  assert peaks["1"] < peaks["2"] < peaks["4"]
+  assert first["muon"]["none"]["largest_micro_batch_in_budget"] == 4
+  assert first["muon"]["none"]["all_tested_fit"]
+
+  def no_compile(*args, **kwargs):
+    raise AssertionError("cached point compiled again")
+
+  monkeypatch.setattr(step_bench, "analyze_step", no_compile)
+  budget_gb = (peaks["2"] + peaks["4"]) / 2 / 1e9
+  second = step_bench.memory_sweep(dataclasses.replace(cfg, memory_budget_gb=budget_gb), cache)
+  assert second["muon"]["none"]["peak_memory_bytes"] == peaks
+  assert second["muon"]["none"]["largest_micro_batch_in_budget"] == 2
+  assert not second["muon"]["none"]["all_tested_fit"]
+
+
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the error off a GPU")
+def test_run_rejects_cudnn_off_gpu():
+  with pytest.raises(ValueError, match="^attention='cudnn' needs an NVIDIA GPU"):
+    step_bench.run(step_bench.BenchTrainConfig(attention="cudnn", compute_dtype="bfloat16"))
+
+
+def _bench(*args):
+  return subprocess.run([sys.executable, "-m", "experiments.bench_train", *args], check=False, cwd=REPO,
+                        capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu"))
+
+
+def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
+  proc = _bench("--optimizers=muon", "--steps=1", "--seq_len=32", "--global_batch=4",
+                "--loss_chunk=48", "--remat=block", f"--profile_dir={tmp_path / 'trace'}",
+                f"--out_dir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr
+  out = json.loads((tmp_path / "bench_train.json").read_text())
+  assert (out["remat"], out["loss_chunk"], out["vocab_size"]) == ("block", 48, 257)
+  assert out["muon"]["peak_memory_bytes"] > out["muon"]["argument_bytes"] > 0
+  assert out["muon"]["tokens_per_s"] == pytest.approx(4 * 32 / out["muon"]["step_s_median"])
+  assert glob.glob(str(tmp_path / "trace" / "**" / "*.xplane.pb"), recursive=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--attention=cudnn",), "error: --attention='cudnn' needs an NVIDIA GPU"),
+    (("--loss_chunk=-1",), "error: --loss_chunk=-1 is out of range"),
+    (("--remat=all",), "error: --remat='all' is not allowed"),
+    (("--sweep_micro_batches=4,0",), "error: --sweep_micro_batches=0 is out of range"),
+])
+def test_bench_train_bad_flags_are_one_line_errors(tmp_path, args, message):
+  if jax.default_backend() == "gpu" and "cudnn" in args[0]:
+    pytest.skip("cuDNN is available here")
+  proc = _bench(*args, f"--out_dir={tmp_path}")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr
+  assert not (tmp_path / "bench_train.json").exists()
