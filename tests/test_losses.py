@@ -1,5 +1,7 @@
 """Chunked cross-entropy: same loss and gradients as the full logits, less memory."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,3 +82,22 @@ def test_bad_chunk_is_rejected():
     losses.next_token_loss(None, jnp.zeros((1, 3), jnp.int32), -1)
   with pytest.raises(ValueError, match="^chunk=0"):
     losses.chunked_cross_entropy(jnp.zeros((1, 2, 4)), jnp.zeros((4, 5)), jnp.zeros((1, 2), jnp.int32), 0)
+
+
+def test_trainer_step_with_loss_chunk_and_remat_equals_the_default_step():
+  from muon_jax import train as tr
+  base = tr.TrainConfig(model="tiny", optimizer="muon", seq_len=16, global_batch=2, micro_batch=2)
+  tokens = np.random.default_rng(2).integers(0, 257, (1, 1, 2, 17)).astype(np.int32)
+  device = jax.local_devices()[:1]
+  after = {}
+  for name, cfg in {"default": base,
+                    "chunked": dataclasses.replace(base, loss_chunk=5, remat="block")}.items():
+    graphdef, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
+    opt = tr.build_optimizer(cfg)
+    step = tr.data_parallel(tr.make_train_step(graphdef, opt, cfg), device)
+    new_params, _, metrics = step(tr.replicate(params, device), tr.replicate(opt.init(params), device),
+                                  np.int32(1), tokens)
+    after[name] = (float(metrics["loss"][0]), new_params)
+  assert after["chunked"][0] == pytest.approx(after["default"][0], rel=1e-6)
+  for a, b in zip(jax.tree.leaves(after["chunked"][1]), jax.tree.leaves(after["default"][1]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
