@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from muon_jax import losses
+from muon_jax.data import ByteTokenizer
 from muon_jax.models import llama
 
 
@@ -87,12 +88,13 @@ def test_bad_chunk_is_rejected():
 def test_trainer_step_with_loss_chunk_and_remat_equals_the_default_step():
   from muon_jax import train as tr
   base = tr.TrainConfig(model="tiny", optimizer="muon", seq_len=16, global_batch=2, micro_batch=2)
-  tokens = np.random.default_rng(2).integers(0, 257, (1, 1, 2, 17)).astype(np.int32)
+  vocab = ByteTokenizer.vocab_size
+  tokens = np.random.default_rng(2).integers(0, vocab, (1, 1, 2, 17)).astype(np.int32)
   device = jax.local_devices()[:1]
   after = {}
   for name, cfg in {"default": base,
                     "chunked": dataclasses.replace(base, loss_chunk=5, remat="block")}.items():
-    graphdef, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
+    graphdef, params = tr.init_params(tr.model_config(cfg, vocab), jax.random.key(0))
     opt = tr.build_optimizer(cfg)
     step = tr.data_parallel(tr.make_train_step(graphdef, opt, cfg), device)
     new_params, _, metrics = step(tr.replicate(params, device), tr.replicate(opt.init(params), device),

@@ -13,6 +13,7 @@ import pytest
 
 from muon_jax import step_bench
 from muon_jax import train as tr
+from muon_jax.data import ByteTokenizer
 from muon_jax.models import llama
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +97,8 @@ def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
                 f"--out_dir={tmp_path}")
   assert proc.returncode == 0, proc.stderr
   out = json.loads((tmp_path / "bench_train.json").read_text())
-  assert (out["remat"], out["loss_chunk"], out["vocab_size"]) == ("block", 48, 257)
+  assert (out["remat"], out["loss_chunk"]) == ("block", 48)
+  assert out["vocab_size"] == ByteTokenizer.vocab_size
   assert out["muon"]["peak_memory_bytes"] > out["muon"]["argument_bytes"] > 0
   assert out["muon"]["tokens_per_s"] == pytest.approx(4 * 32 / out["muon"]["step_s_median"])
   assert glob.glob(str(tmp_path / "trace" / "**" / "*.xplane.pb"), recursive=True)
