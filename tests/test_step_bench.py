@@ -119,3 +119,13 @@ def test_bench_train_bad_flags_are_one_line_errors(tmp_path, args, message):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr
   assert not (tmp_path / "bench_train.json").exists()
+
+
+@pytest.mark.slow
+def test_chunked_loss_frees_at_least_one_full_logits_copy_at_160m():
+  # LLaMA-160M, micro batch 16 x 1024: the f32 logits are 16 * 1024 * 32000 * 4 bytes.
+  cfg = tr.TrainConfig(model="160m", optimizer="muon", seq_len=1024, global_batch=16, micro_batch=16)
+  logits_bytes = 16 * 1024 * llama.llama_160m().vocab_size * 4
+  full = step_bench.analyze_step(cfg, 16, flops=False)["peak_memory_bytes"]
+  chunked = step_bench.analyze_step(dataclasses.replace(cfg, loss_chunk=1024), 16, flops=False)
+  assert chunked["peak_memory_bytes"] < full - logits_bytes
