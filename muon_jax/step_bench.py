@@ -201,25 +201,26 @@ def memory_sweep(cfg: BenchTrainConfig, cache_path: str | None = None) -> dict:
   cache = results.load_json(cache_path, {}) if cache_path else {}
   budget = cfg.memory_budget_gb * 1e9
   micros = sorted(cfg.sweep_micro_batches)
-  progress = Progress(len(cfg.optimizers) * len(cfg.sweep_remat) * len(micros), "memory sweep")
+  points = [(opt, remat, dataclasses.replace(train_config(cfg, opt), remat=remat))
+            for opt in cfg.optimizers for remat in cfg.sweep_remat]
+  keys = [_sweep_key(tcfg, micro) for _, _, tcfg in points for micro in micros]
+  progress = Progress(len(keys), "memory sweep", done=sum(key in cache for key in keys))
   out = {"budget_bytes": budget}
-  for opt in cfg.optimizers:
-    out[opt] = {}
-    for remat in cfg.sweep_remat:
-      tcfg = dataclasses.replace(train_config(cfg, opt), remat=remat)
-      peaks = {}
-      for micro in micros:
-        key = _sweep_key(tcfg, micro)
-        if key not in cache:
-          cache[key] = analyze_step(tcfg, micro, flops=False)["peak_memory_bytes"]
-          if cache_path:
-            results.atomic_write_json(cache_path, cache)
-        peaks[micro] = cache[key]
-        progress.advance(1, f"{opt} remat={remat} micro={micro}: {peaks[micro] / 1e9:.2f} GB")
-      fits = [m for m in micros if peaks[m] <= budget]
-      out[opt][remat] = {"peak_memory_bytes": {str(m): peaks[m] for m in micros},
-                         "largest_micro_batch_in_budget": max(fits) if fits else None,
-                         "all_tested_fit": len(fits) == len(micros)}
+  for opt, remat, tcfg in points:
+    peaks = {}
+    for micro in micros:
+      key = _sweep_key(tcfg, micro)
+      if key not in cache:
+        cache[key] = analyze_step(tcfg, micro, flops=False)["peak_memory_bytes"]
+        if cache_path:
+          results.atomic_write_json(cache_path, cache)
+        progress.advance(1, f"{opt} remat={remat} micro={micro}: {cache[key] / 1e9:.2f} GB")
+      peaks[micro] = cache[key]
+    fits = [m for m in micros if peaks[m] <= budget]
+    out.setdefault(opt, {})[remat] = {
+        "peak_memory_bytes": {str(m): peaks[m] for m in micros},
+        "largest_micro_batch_in_budget": max(fits) if fits else None,
+        "all_tested_fit": len(fits) == len(micros)}
   return out
 
 

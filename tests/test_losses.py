@@ -87,7 +87,7 @@ def test_bad_chunk_is_rejected():
 
 def test_trainer_step_with_loss_chunk_and_remat_equals_the_default_step():
   from muon_jax import train as tr
-  base = tr.TrainConfig(model="tiny", optimizer="muon", seq_len=16, global_batch=2, micro_batch=2)
+  base = tr.TrainConfig(model="tiny", optimizer="adamw", seq_len=16, global_batch=2, micro_batch=2)
   vocab = ByteTokenizer.vocab_size
   tokens = np.random.default_rng(2).integers(0, vocab, (1, 1, 2, 17)).astype(np.int32)
   device = jax.local_devices()[:1]
