@@ -9,7 +9,7 @@ Per optimizer: XLA's memory analysis of the compiled step for one micro-batch
 (arguments, outputs, temporaries, peak_memory_bytes), XLA's FLOP count of the
 loss gradient against the analytic FLOPs per token and, with --steps > 0, the
 median step time, tokens/s and MFU of the real step, both optimizers timed
-interleaved in this process. --profile_dir writes a jax.profiler trace
+interleaved in this process. --profile writes a jax.profiler trace
 (TensorBoard / Perfetto). --sweep_micro_batches adds peak memory against micro
 batch per --sweep_remat policy and the largest micro batch within
 --memory_budget_gb. The logic is `muon_jax.step_bench`; writes

@@ -77,8 +77,8 @@ class BenchTrainConfig:
   memory_budget_gb: float = field(60.0, "Per-device memory budget (1e9 bytes) for the largest "
                                   "micro batch; 60 = JAX's default 75% of an 80 GB H100",
                                   low=0, low_open=True)
-  profile_dir: str = field("", "Folder for a jax.profiler trace of 2 steps per optimizer "
-                           "(empty = none)")
+  profile: str = field("", "Folder for a jax.profiler trace of 2 steps per optimizer "
+                       "(empty = no trace)")
 
 
 def resolved_shape(cfg: BenchTrainConfig) -> tuple[int, int, int, str]:
@@ -262,8 +262,8 @@ def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> dict:
 
   runners = {name: Runner(name) for name in cfg.optimizers}
   times = benchmarking.median_times(list(runners.values()), cfg.steps)
-  if cfg.profile_dir:
-    with jax.profiler.trace(cfg.profile_dir, create_perfetto_trace=True):
+  if cfg.profile:
+    with jax.profiler.trace(cfg.profile, create_perfetto_trace=True):
       for name, runner in runners.items():
         for _ in range(2):
           with jax.profiler.TraceAnnotation(f"{name}_step"):
@@ -320,8 +320,8 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
     if {"adamw", "muon"} <= set(cfg.optimizers):
       out["muon_over_adamw_step_time"] = (out["muon"]["step_s_median"]
                                           / out["adamw"]["step_s_median"])
-  if cfg.profile_dir and cfg.steps:
-    out["profile_dir"] = os.path.abspath(cfg.profile_dir)
+  if cfg.profile and cfg.steps:
+    out["profile_trace_dir"] = os.path.abspath(cfg.profile)
   if cfg.sweep_micro_batches:
     cache = os.path.join(out_dir, "memory_sweep_cache.json") if out_dir else None
     out["memory_sweep"] = memory_sweep(cfg, cache)

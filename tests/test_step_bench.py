@@ -95,7 +95,7 @@ def _bench(*args):
 
 def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
   proc = _bench("--optimizers=muon", "--steps=1", "--seq_len=32", "--global_batch=4",
-                "--loss_chunk=48", "--remat=block", f"--profile_dir={tmp_path / 'trace'}",
+                "--loss_chunk=48", "--remat=block", f"--profile={tmp_path / 'trace'}",
                 f"--out_dir={tmp_path}")
   assert proc.returncode == 0, proc.stderr
   out = json.loads((tmp_path / "bench_train.json").read_text())
