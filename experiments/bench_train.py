@@ -60,6 +60,11 @@ def main(argv):
   with cli.flag_errors():
     cfg = cli.config_from_flags(BenchTrainConfig)
     cli.check_out_dir(FLAGS.out_dir)
+    if cfg.profile:
+      try:
+        cli.check_out_dir(cfg.profile)
+      except ValueError as e:
+        raise ValueError(str(e).replace("out_dir=", "profile=", 1)) from None
     from muon_jax import step_bench, train
     tcfg = step_bench.train_config(cfg)
     train.validate_config(tcfg)

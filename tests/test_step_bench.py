@@ -111,6 +111,7 @@ def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
     (("--loss_chunk=-1",), "error: --loss_chunk=-1 is out of range"),
     (("--remat=all",), "error: --remat='all' is not allowed"),
     (("--sweep_micro_batches=4,0",), "error: --sweep_micro_batches=0 is out of range"),
+    (("--profile=/proc/no_trace_here",), "error: --profile=/proc/no_trace_here is not writable"),
 ])
 def test_bench_train_bad_flags_are_one_line_errors(tmp_path, args, message):
   if jax.default_backend() == "gpu" and "cudnn" in args[0]:
