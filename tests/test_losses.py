@@ -99,7 +99,11 @@ def test_trainer_step_with_loss_chunk_and_remat_equals_the_default_step():
     step = tr.data_parallel(tr.make_train_step(graphdef, opt, cfg), device)
     new_params, _, metrics = step(tr.replicate(params, device), tr.replicate(opt.init(params), device),
                                   np.int32(1), tokens)
-    after[name] = (float(metrics["loss"][0]), new_params)
-  assert after["chunked"][0] == pytest.approx(after["default"][0], rel=1e-6)
+    after[name] = ({k: float(metrics[k][0]) for k in ("loss", "grad_norm")}, new_params)
+  for k in ("loss", "grad_norm"):
+    assert after["chunked"][0][k] == pytest.approx(after["default"][0][k], rel=1e-5), k
+  # Adam's first update is g / (|g| + eps) * lr: a coordinate with |g| near
+  # eps turns gradient rounding into up to ~lr of difference, so parameters
+  # are compared at a small fraction of lr.
   for a, b in zip(jax.tree.leaves(after["chunked"][1]), jax.tree.leaves(after["default"][1]), strict=True):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=0, atol=0.05 * base.lr)

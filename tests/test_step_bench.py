@@ -60,6 +60,14 @@ def test_block_remat_lowers_the_step_peak_memory():
   assert block["peak_memory_bytes"] < 0.6 * none
 
 
+def test_loss_chunk_lowers_the_step_peak_memory():
+  cfg = dataclasses.replace(TINY, seq_len=256, global_batch=8, micro_batch=8)
+  logits_bytes = 8 * 256 * ByteTokenizer.vocab_size * 4
+  full = step_bench.analyze_step(cfg, 8, flops=False)["peak_memory_bytes"]
+  chunked = step_bench.analyze_step(dataclasses.replace(cfg, loss_chunk=256), 8, flops=False)
+  assert chunked["peak_memory_bytes"] < full - logits_bytes / 2
+
+
 def test_memory_sweep_grows_with_micro_batch_and_resumes_from_its_cache(tmp_path, monkeypatch):
   cfg = step_bench.BenchTrainConfig(model="tiny", optimizers=("muon",), seq_len=16,
                                     sweep_micro_batches=(1, 2, 4), sweep_remat=("none",))
