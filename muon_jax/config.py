@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 _META = "muon_jax"
 
@@ -37,9 +38,9 @@ def field(default: Any, doc: str, *, low: float | None = None, high: float | Non
   Returns:
     A `dataclasses.field` with the metadata `check` and the flag helper read.
   """
-  meta = dict(doc=doc, low=low, high=high, low_open=low_open, high_open=high_open,
-              choices=tuple(choices) if choices is not None else None, nonempty=nonempty,
-              unique=unique)
+  meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+          "choices": tuple(choices) if choices is not None else None, "nonempty": nonempty,
+          "unique": unique}
   return dataclasses.field(default=default, metadata={_META: meta})
 
 

@@ -69,7 +69,7 @@ def demo(tmp_path_factory):
   def run(*args):
     env = dict(os.environ, PYTHONPATH=root)
     return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
-                          env=env, cwd=root, timeout=120)
+                          check=False, env=env, cwd=root, timeout=120)
   return run
 
 
