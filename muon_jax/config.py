@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,7 @@ def element_type(cls, f: dataclasses.Field) -> tuple[type, bool]:
   if origin in (tuple, list):
     args = [a for a in typing.get_args(hint) if a is not Ellipsis]
     return (args[0] if args else str), True
-  if origin is typing.Union:  # Optional[X]
+  if origin in (typing.Union, types.UnionType):  # Optional[X] or X | None
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0], False
   return hint, False
