@@ -338,25 +338,46 @@ def _rewrite_metrics(path: str, upto_step: int) -> None:
   results.atomic_write_bytes(path, "".join(rows).encode())
 
 
-def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list]:
-  """Fills micro_batch, picks devices, checks global_batch divisibility (FlagError)."""
+def select_devices(num_devices: int) -> tuple[list, list]:
+  """(global devices, this process's devices): the first `num_devices` local
+  devices of every process (0: all), in process order.
+
+  pmap's collectives span exactly the devices it is given, so every process
+  must pass the same global list; its local part is where this process's
+  slice of the batch goes.
+  """
   local = jax.local_devices()
-  if cfg.num_devices > len(local):
-    raise FlagError(f"--num_devices={cfg.num_devices} but only {len(local)} local devices")
-  devices = local[:cfg.num_devices or len(local)]
-  total_dev = len(devices) * jax.process_count()
+  if num_devices > len(local):
+    raise ValueError(f"num_devices={num_devices} but only {len(local)} local devices")
+  per_process = num_devices or len(local)
+  by_process = {}
+  for d in jax.devices():
+    by_process.setdefault(d.process_index, []).append(d)
+  global_devices = [d for p in sorted(by_process) for d in sorted(
+      by_process[p], key=lambda d: d.id)[:per_process]]
+  return global_devices, [d for d in global_devices if d.process_index == jax.process_index()]
+
+
+def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list, list]:
+  """Fills micro_batch, picks devices, checks global_batch divisibility.
+
+  Returns (config, global devices, local devices); raises ValueError naming
+  global_batch when it is not a multiple of global devices x micro_batch.
+  """
+  global_devices, local_devices = select_devices(cfg.num_devices)
+  total_dev = len(global_devices)
   micro = cfg.micro_batch or cfg.global_batch // total_dev
   if micro < 1 or cfg.global_batch % (total_dev * micro):
-    raise FlagError(f"--global_batch={cfg.global_batch} must be a positive multiple of "
-                    f"devices ({total_dev}) x --micro_batch ({micro})")
-  return dataclasses.replace(cfg, micro_batch=micro), devices
+    raise ValueError(f"global_batch={cfg.global_batch} must be a positive multiple of "
+                     f"devices ({total_dev}) x micro_batch ({micro})")
+  return dataclasses.replace(cfg, micro_batch=micro), global_devices, local_devices
 
 
 def train(cfg: TrainConfig) -> dict:
   """Runs (or resumes) training; returns a JSON-able summary (also in out_dir/summary.json)."""
   from muon_jax import data as data_lib
   validate_config(cfg)
-  cfg, devices = resolve_batching(cfg)
+  cfg, global_devices, devices = resolve_batching(cfg)
   n_dev, n_proc, pid = len(devices), jax.process_count(), jax.process_index()
   accum = cfg.global_batch // (n_dev * n_proc * cfg.micro_batch)
   os.makedirs(cfg.out_dir, exist_ok=True)
@@ -398,7 +419,7 @@ def train(cfg: TrainConfig) -> dict:
                "optimizer=%s, %s", cfg.model, n_params, n_dev, n_proc, cfg.micro_batch, accum,
                cfg.global_batch, cfg.optimizer, devices[0].device_kind)
 
-  step_fn = data_parallel(make_train_step(graphdef, optimizer, cfg), devices)
+  step_fn = data_parallel(make_train_step(graphdef, optimizer, cfg), global_devices)
   params_rep, opt_rep = replicate(params, devices), replicate(opt_state, devices)
   del params, opt_state
   per_proc = cfg.global_batch // n_proc
