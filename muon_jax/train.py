@@ -379,7 +379,8 @@ def read_checkpoint_meta(mngr, step: int | None = None) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
-def _stored_config(cfg: TrainConfig) -> dict:
+def stored_config(cfg: TrainConfig) -> dict:
+  """The settings a checkpoint and summary.json record (all but resume-time switches)."""
   return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_IGNORED}
 
 
@@ -392,7 +393,7 @@ def resume_changes(stored: dict, cfg: TrainConfig, start: int) -> list[str]:
   cfg.allow_schedule_change. Returns "name: old -> new" for the settings that
   may change (to be logged).
   """
-  new = _stored_config(cfg)
+  new = stored_config(cfg)
   changed = [k for k in new if k in stored and _as_stored(new[k]) != stored[k]]
   fixed = [k for k in changed if k in RESUME_FIXED]
   if fixed:
@@ -664,7 +665,7 @@ def train(cfg: TrainConfig) -> dict:
   def meta(step):
     return {"step": step, "data_state": stream.get_state(),
             "rng": np.asarray(jax.random.key_data(root)).tolist(),
-            "nonfinite_total": nonfinite_total, "config": _stored_config(cfg)}
+            "nonfinite_total": nonfinite_total, "config": stored_config(cfg)}
 
   def checkpoint(step):
     save_checkpoint(mngr, step, unreplicate(params_rep), unreplicate(opt_rep), meta(step))
@@ -751,7 +752,7 @@ def train(cfg: TrainConfig) -> dict:
              "global_devices": len(global_devices), "micro_batch": cfg.micro_batch,
              "accum_steps": accum, "shard_muon": cfg.shard_muon,
              "flops_per_token": fpt, "device_kind": devices[0].device_kind,
-             "config": _stored_config(cfg)}
+             "config": stored_config(cfg)}
   if pid == 0:
     results.atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
   return summary

@@ -1,4 +1,5 @@
-"""Trainer: schedule, loss decrease, pmap == single device, kill + resume, NaN guard."""
+"""Trainer: schedule, loss decrease, pmap == single device, kill / signal + resume,
+resume policy, launch checks, NaN guard, observability outputs."""
 
 import dataclasses
 import json
@@ -14,10 +15,10 @@ import pytest
 
 from muon_jax import landscape
 from muon_jax import train as tr
-from muon_jax.validate import FlagError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE = tr.TrainConfig(model="tiny", seq_len=32, global_batch=16, log_every=1, ckpt_every=0)
+BASE = tr.TrainConfig(model="tiny", seq_len=32, global_batch=16, log_every=1, ckpt_every=0,
+                      eval_every=0)
 
 
 def _losses(out_dir):
@@ -33,12 +34,52 @@ def test_lr_factor_schedule():
 
 
 def test_bad_config_raises_before_compiling():
-  with pytest.raises(FlagError, match="--optimizer"):
+  with pytest.raises(ValueError, match="^optimizer='sgd' is not allowed"):
     tr.validate_config(dataclasses.replace(BASE, optimizer="sgd"))
-  with pytest.raises(FlagError, match="--seq_len"):
+  with pytest.raises(ValueError, match="^seq_len=100000 exceeds"):
     tr.validate_config(dataclasses.replace(BASE, seq_len=100_000))
+  with pytest.raises(ValueError, match="^process_id=2 must be < num_processes"):
+    tr.validate_config(dataclasses.replace(BASE, num_processes=2, process_id=2,
+                                           coordinator_address="127.0.0.1:1"))
+  with pytest.raises(ValueError, match="^coordinator_address is required"):
+    tr.validate_config(dataclasses.replace(BASE, num_processes=2))
   with pytest.raises(ValueError, match="^global_batch=12"):
     tr.resolve_batching(dataclasses.replace(BASE, global_batch=12, micro_batch=1))  # 8 devices
+  with pytest.raises(ValueError, match="^shard_muon needs more than one"):
+    tr.resolve_batching(dataclasses.replace(BASE, num_devices=1, shard_muon=True))
+  with pytest.raises(ValueError, match="^num_processes=2 but the runtime has 1"):
+    tr.resolve_batching(dataclasses.replace(BASE, num_processes=2,
+                                            coordinator_address="127.0.0.1:1"))
+  assert tr.resolve_batching(BASE)[0].shard_muon is True  # default on with 8 devices
+  assert tr.resolve_batching(dataclasses.replace(BASE, num_devices=1))[0].shard_muon is False
+
+
+def _stored(cfg):
+  return json.loads(json.dumps(tr.stored_config(cfg)))
+
+
+def test_resume_policy():
+  old = dataclasses.replace(BASE, steps=300)
+  stored = _stored(old)
+  # Model / optimizer / data order: refused, naming every changed setting.
+  with pytest.raises(ValueError, match=r"^model: .*model=160m \(checkpoint: tiny\)"):
+    tr.resume_changes(stored, dataclasses.replace(old, model="160m"), 10)
+  with pytest.raises(ValueError, match=r"^optimizer: .*seed=3 \(checkpoint: 0\)"):
+    tr.resume_changes(stored, dataclasses.replace(old, optimizer="adamw", seed=3), 10)
+  # LR schedule: refused unless allowed.
+  with pytest.raises(ValueError, match=r"^muon_lr: resume would change the LR schedule"):
+    tr.resume_changes(stored, dataclasses.replace(old, muon_lr=0.05), 10)
+  assert tr.resume_changes(stored, dataclasses.replace(old, muon_lr=0.05,
+                                                       allow_schedule_change=True), 10) == [
+      "muon_lr: 0.001 -> 0.05"]
+  # Extending steps before the decay starts keeps the schedule: listed only.
+  longer = dataclasses.replace(old, steps=320, log_every=5, ckpt_every=20)
+  assert tr.resume_changes(stored, longer, 150) == [
+      "steps: 300 -> 320", "ckpt_every: 0 -> 20", "log_every: 1 -> 5"]
+  # ... inside the decay (step 280 > 0.9 * 300) it would move the LR: refused.
+  with pytest.raises(ValueError, match=r"^steps: resume would change the LR schedule at step 280"):
+    tr.resume_changes(stored, longer, 280)
+  assert tr.resume_changes(stored, old, 10) == []
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
@@ -105,6 +146,52 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
   rows = tr.read_metrics(str(out))
   assert [r["step"] for r in rows] == list(range(1, 21))
   np.testing.assert_array_equal(np.array([r["loss"] for r in rows]), ref)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_12(tmp_path_factory):
+  out = tmp_path_factory.mktemp("ref12")
+  tr.train(dataclasses.replace(BASE, optimizer="muon", steps=12, out_dir=str(out)))
+  return _losses(out)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_exits_75_and_resumes_to_same_losses(tmp_path, signum, uninterrupted_12):
+  out = tmp_path / "run"
+  cmd = _binary(out, "--steps=12", "--ckpt_every=0", "--eval_every=4")
+  proc = subprocess.Popen([*cmd, "--step_sleep_s=0.5"], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not (out / "metrics.jsonl").exists() or len(tr.read_metrics(str(out))) < 3:
+    assert proc.poll() is None and time.time() < deadline, "training ended before the signal"
+    time.sleep(0.1)
+  proc.send_signal(signum)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == tr.EXIT_PREEMPTED, err[-2000:]
+  assert "Traceback" not in err and "KeyboardInterrupt" not in err
+  stopped = tr.read_metrics(str(out))[-1]["step"]
+  assert 3 <= stopped < 12
+  assert f"stopped by signal after step {stopped}; checkpoint in " in err
+  assert sorted(os.listdir(out / "checkpoints")) == [str(stopped)]
+  assert json.loads((out / "summary.json").read_text())["status"] == "preempted"
+
+  # A resume that changes the optimizer is refused in one line, before compiling.
+  bad = subprocess.run([*cmd, "--resume", "--optimizer=adamw"], cwd=REPO, capture_output=True,
+                       text=True)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1].startswith(
+      "error: --optimizer: resume cannot change the model, optimizer or data order: "
+      "optimizer=adamw (checkpoint: muon)")
+
+  done = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]
+  rows = tr.read_metrics(str(out))
+  assert [r["step"] for r in rows] == list(range(1, 13))
+  np.testing.assert_array_equal([r["loss"] for r in rows], uninterrupted_12)
+  # Held-out eval at steps 4, 8, 12; TensorBoard events and the figure exist.
+  assert [r["step"] for r in rows if "eval_loss" in r] == [4, 8, 12]
+  assert (out / "loss.png").stat().st_size > 0
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tensorboard"))
 
 
 def test_nonfinite_guard_skips_and_stops(tmp_path):
