@@ -422,7 +422,12 @@ def _as_stored(value):
 # ---------------------------------------------------------------- training
 
 def _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices):
-  """Runs landscape.probe on the current weights from a dedicated eval stream."""
+  """Runs landscape.probe on the current weights from a dedicated eval stream.
+
+  landscape.probe spreads its batches over this process's devices only, so
+  in a multi-process job every process computes the same probe from the
+  same batches (no cross-process collective) and process 0 writes it.
+  """
   from muon_jax import data as data_lib
   from muon_jax import landscape
   if landscape.probe_done(cfg.out_dir, step):
@@ -436,8 +441,9 @@ def _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices):
   eval_batches = [next(stream) for _ in range(cfg.probe.eval_batches)]
   t0 = time.perf_counter()
   result = landscape.probe(model, lm_loss, grad_batches, eval_batches, cfg.probe, devices=devices)
-  path = landscape.save_probe(cfg.out_dir, step, result)
-  logging.info("probe at step %d written to %s (%.1fs)", step, path, time.perf_counter() - t0)
+  if jax.process_index() == 0:
+    path = landscape.save_probe(cfg.out_dir, step, result)
+    logging.info("probe at step %d written to %s (%.1fs)", step, path, time.perf_counter() - t0)
 
 
 class _MetricsWriter:
