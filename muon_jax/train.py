@@ -1,12 +1,14 @@
 """Data-parallel LLaMA pre-training: AdamW vs Muon(+AdamW) (paper Sec 4.3, App 12).
 
-One training step on each device d of D local devices:
+One training step on each device d of the D devices of all P processes:
   grads_d = mean over A micro-batches (B_micro, L+1) of grad lm_loss   (lax.scan)
   grads   = pmean_d grads_d                                             (lax.pmean)
   clip to global norm `clip_norm` (1.0), optimizer update at the peak LR,
   multiply the update by the schedule factor of the *global step* (so a
   skipped non-finite step does not shift the schedule), apply.
-global_batch = num_processes * D * A * B_micro sequences.
+global_batch = D * A * B_micro sequences; each process feeds its local
+devices its 1/P slice of the same global batch. With shard_muon each device
+runs Newton–Schulz on a 1/D share of the Muon matrices (`sharded_muon`).
 
 The schedule (App 12): LR = peak for the first 90% of steps, then cosine
 decay to 1% of peak over the last 10%, no warm-up. Both optax.adamw and Muon
@@ -22,9 +24,16 @@ hold finite parameters (and `save` re-checks).
 
 Checkpoints (Orbax CheckpointManager, every `ckpt_every` steps, keep
 `keep_checkpoints`): unreplicated params and optimizer state as NumPy, plus a
-JSON record of step, data-iterator state, RNG key data and guard counters.
-`resume=True` restores the latest one; the continued run reproduces the
-uninterrupted one bit for bit on the same machine.
+JSON record of step, data-iterator state, RNG key data, guard counters and
+the run config. `resume=True` first checks the config against the stored
+one (`resume_changes`), then restores the latest checkpoint; the continued
+run reproduces the uninterrupted one bit for bit on the same machine.
+SIGTERM / SIGINT stop every process after the same step with a checkpoint
+(summary status "preempted"; the binary exits with EXIT_PREEMPTED).
+
+A multi-process job calls `initialize_distributed(cfg)` in every process
+first; only process 0 writes metrics.jsonl, TensorBoard events, loss.png
+and summary.json, while all processes take part in Orbax's saves.
 
 `data_parallel` is the single place that maps the per-device step over
 devices (pmap); a jit + sharding path would replace only it.
@@ -52,6 +61,7 @@ from muon_jax import config, results, sharded_muon
 from muon_jax.config import field
 from muon_jax.models import llama
 from muon_jax.muon import muon_with_adamw
+from muon_jax.progress import Progress
 
 AXIS = "data"
 MODELS = ("tiny", "160m")
@@ -676,7 +686,6 @@ def train(cfg: TrainConfig) -> dict:
   def checkpoint(step):
     save_checkpoint(mngr, step, unreplicate(params_rep), unreplicate(opt_rep), meta(step))
 
-  from muon_jax.progress import Progress
   progress = Progress(cfg.steps, "train", done=start)
   status, last, losses = "ok", None, []
   t_last, steps_since, t_step = time.perf_counter(), 0, float("nan")
@@ -720,8 +729,6 @@ def train(cfg: TrainConfig) -> dict:
           progress.advance(steps_since, f"loss {m['loss']:.4f}{eval_txt} lr {row['lr']:.3e} "
                            f"gnorm {m['grad_norm']:.3f} step {t_step * 1e3:.0f} ms "
                            f"tok/s {tps:,.0f}{mfu_txt}")
-        else:
-          progress.done += steps_since
         t_last, steps_since, last = now, 0, row
       if eval_loss is not None:
         writer.refresh_figure()
