@@ -148,6 +148,27 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
   np.testing.assert_array_equal(np.array([r["loss"] for r in rows]), ref)
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--num_processes=2", "--process_id=2", "--coordinator_address=127.0.0.1:1"],
+     "error: --process_id=2 must be < num_processes (2)"),
+    (["--num_devices=1", "--shard_muon"],
+     "error: --shard_muon needs more than one data-parallel device; this run has 1"),
+    (["--global_batch=12", "--micro_batch=1"],
+     "error: --global_batch=12 must be a positive multiple of devices (8) x micro_batch (1)"),
+    (["--probe_steps=2", "--probe_path=layers/9/mlp/down_proj"],
+     "error: --probe_path='layers/9/mlp/down_proj' matches no 2-D parameters"),
+])
+def test_binary_bad_launch_is_one_line_before_compiling(tmp_path, flags, message):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  proc = subprocess.run(_binary(tmp_path / "out", *flags), cwd=REPO, capture_output=True,
+                        text=True, env=env, check=False)
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(message), last
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "out" / "metrics.jsonl").exists()  # failed before training
+
+
 @pytest.fixture(scope="module")
 def uninterrupted_12(tmp_path_factory):
   out = tmp_path_factory.mktemp("ref12")
