@@ -103,3 +103,21 @@ def test_unreachable_coordinator_is_a_one_line_error(tmp_path):
   assert "not reachable within 3s" in lines[-1]
   assert "Traceback" not in err
   assert time.time() - t0 < 60
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+  out = tmp_path / "preempted"
+  procs = _launch(out, _free_port(), "--step_sleep_s=1.0", "--ckpt_every=0")
+  deadline = time.time() + 240
+  while not (out / "metrics.jsonl").exists() or len(tr.read_metrics(str(out))) < 2:
+    assert all(p.poll() is None for p in procs) and time.time() < deadline
+    time.sleep(0.1)
+  procs[1].send_signal(signal.SIGTERM)  # process 0 never sees a signal
+  errs = [p.communicate(timeout=120)[1] for p in procs]
+  assert [p.returncode for p in procs] == [tr.EXIT_PREEMPTED] * 2, errs[0][-2000:]
+  steps = {int(e.split("stopped by signal after step ")[1].split(";")[0]) for e in errs}
+  assert len(steps) == 1  # both processes stopped after the same step
+  (stopped,) = steps
+  assert 2 <= stopped < STEPS
+  assert os.listdir(out / "checkpoints") == [str(stopped)]
+  assert max(_losses(out)) == stopped
