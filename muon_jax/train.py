@@ -640,6 +640,9 @@ def train(cfg: TrainConfig) -> dict:
     if not cfg.resume:
       raise ValueError(f"out_dir={cfg.out_dir} already has checkpoints; resume or use a new out_dir")
     stored = read_checkpoint_meta(mngr)
+    if "config" not in stored:
+      raise ValueError(f"out_dir={cfg.out_dir}: the latest checkpoint records no run config "
+                       "(written by an older trainer), so resuming cannot be checked")
     for line in resume_changes(stored["config"], cfg, int(stored["step"])):
       logging.info("resume: %s", line)
 
