@@ -106,3 +106,15 @@ def test_trainer_step_sharded_equals_replicated():
     out[shard] = (tr.unreplicate(p), tr.unreplicate(s))
   _assert_close(out[True][0], out[False][0], 1e-6)
   _assert_close(out[True][1], out[False][1], 1e-6)
+
+
+def test_wrapper_alone_with_more_devices_than_matrices():
+  """scale_by_muon wrapped on its own; 3 matrices over 8 devices leaves 5 idle."""
+  shapes = {"a": (8, 16), "s": (2, 12, 20)}
+  params = _tree(shapes, 1)
+  grads = [_tree(shapes, 200 + t) for t in range(3)]
+  _, u_rep = _run_steps(mj.scale_by_muon(), params, grads)
+  _, u_sh = _run_steps(sharded_muon.shard_across_devices(mj.scale_by_muon(), AXIS, N_DEV),
+                       params, grads)
+  for ur, us in zip(u_rep, u_sh):
+    _assert_close(us, ur, 1e-6)
