@@ -466,7 +466,6 @@ class _MetricsWriter:
   def __init__(self, out_dir: str, start: int, title: str, enabled: bool):
     self.enabled, self.title = enabled, title
     self.path = os.path.join(out_dir, "metrics.jsonl")
-    self.figure_path = os.path.join(out_dir, "loss.png")
     self.rows: list[dict] = []
     self._tb = None
     if not enabled:
