@@ -135,6 +135,24 @@ def test_binary_bad_launch_is_one_line_before_compiling(tmp_path, flags, message
   assert not (tmp_path / "out" / "metrics.jsonl").exists()  # failed before training
 
 
+def _tensorboard_scalars(folder) -> dict:
+  """{tag: {step: value}} from every TFRecord event file in `folder` (independent reader)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+  out = {}
+  for name in sorted(os.listdir(folder)):
+    data = (folder / name).read_bytes()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4  # length, its CRC, payload, payload CRC
+      for value in event.summary.value:
+        out.setdefault(value.tag, {})[event.step] = value.simple_value
+  return out
+
+
 @pytest.fixture(scope="module")
 def uninterrupted_12(tmp_path_factory):
   out = tmp_path_factory.mktemp("ref12")
@@ -178,7 +196,10 @@ def test_signal_checkpoints_exits_75_and_resumes_to_same_losses(tmp_path, signum
   # Held-out eval at steps 4, 8, 12; TensorBoard events and the figure exist.
   assert [r["step"] for r in rows if "eval_loss" in r] == [4, 8, 12]
   assert (out / "loss.png").stat().st_size > 0
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tensorboard"))
+  scalars = _tensorboard_scalars(out / "tensorboard")
+  np.testing.assert_allclose([scalars["train/loss"][r["step"]] for r in rows],
+                             [r["loss"] for r in rows], rtol=1e-6)
+  assert sorted(scalars["eval/loss"]) == [4, 8, 12]
 
 
 def test_nonfinite_guard_skips_and_stops(tmp_path):
