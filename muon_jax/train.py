@@ -144,11 +144,13 @@ class TrainConfig:
 # Resume policy: settings that define the model, the optimizer or the data
 # order must match the checkpoint; the LR schedule may change only when
 # allowed; the rest (steps extension, cadence, devices, launch) is listed.
+# Not recorded: resume-time switches, the probe object and process_id (which
+# differs between the processes of one job).
 RESUME_FIXED = ("model", "optimizer", "global_batch", "seq_len", "seed", "corpus", "tokenizer",
                 "compute_dtype", "param_dtype", "adam_b1", "adam_b2", "adam_eps", "weight_decay",
                 "muon_weight_decay", "muon_momentum", "ns_coeffs", "ns_steps", "clip_norm")
 RESUME_SCHEDULE = ("lr", "muon_lr", "adam_lr", "decay_start", "final_lr_frac")
-RESUME_IGNORED = ("resume", "allow_schedule_change", "probe")
+RESUME_IGNORED = ("resume", "allow_schedule_change", "probe", "process_id")
 
 # Exit status of a run stopped by SIGTERM / SIGINT after saving its checkpoint
 # (EX_TEMPFAIL: try again later, here with --resume).
