@@ -28,6 +28,8 @@ flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
 flags.DEFINE_float("peak_tflops", 0.0, "Per-device peak TFLOP/s (0 = table, or measured matmul on CPU).")
 flags.DEFINE_integer("num_devices", 0, "Local devices (0 = all).")
 flags.DEFINE_string("out_dir", "out/bench_train", "Where bench_train.json goes.")
+flags.DEFINE_boolean("ns_shard_report", True, "With > 1 device: Newton-Schulz FLOPs per device "
+                     "and Muon update / whole step time, replicated vs sharded NS.")
 FLAGS = flags.FLAGS
 
 
@@ -58,7 +60,7 @@ def run():
                        compute_dtype=dtype, num_devices=FLAGS.num_devices,
                        peak_tflops=FLAGS.peak_tflops)
   tr.validate_config(cfg)
-  cfg, devices = tr.resolve_batching(cfg)
+  cfg, devices, _ = tr.resolve_batching(cfg)
   n_dev = len(devices)
   vocab = 32000 if big else 257
   mcfg = tr.model_config(cfg, vocab)
@@ -78,9 +80,9 @@ def run():
   class Runner:
     """One optimizer's replicated state; each call runs one step in place."""
 
-    def __init__(self, opt_name):
-      c = dataclasses.replace(cfg, optimizer=opt_name)
-      opt = tr.build_optimizer(c)
+    def __init__(self, opt_name, **overrides):
+      c = dataclasses.replace(cfg, optimizer=opt_name, **overrides)
+      opt = tr.build_optimizer(c, n_dev)
       self.step_fn = tr.data_parallel(tr.make_train_step(graphdef, opt, c), devices)
       self.params = tr.replicate(params, devices)
       self.opt_state = tr.replicate(opt.init(params), devices)
@@ -114,6 +116,8 @@ def run():
   out["llama_160m_reference"] = {"params": llama.param_count(llama.abstract_model(m160)),
                                  "matmul_params": llama.matmul_param_count(m160),
                                  "flops_per_token_seq1024": llama.flops_per_token(m160, 1024)}
+  if FLAGS.ns_shard_report and n_dev > 1:
+    out["ns_shard"] = ns_shard_report(cfg, params, devices, Runner)
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_train.json"), out)
   for name in runners:
@@ -123,6 +127,61 @@ def run():
   print(f"Muon/AdamW step time: {out['muon_over_adamw_step_time']:.3f}  "
         f"({out['device_kind']}, {n_dev} device(s), {dtype}, batch {cfg.global_batch}x{cfg.seq_len}, "
         f"peak {peak / 1e12:.2f} TFLOP/s from {peak_source})")
+  if "ns_shard" in out:
+    r = out["ns_shard"]
+    print(f"NS sharded over {n_dev} devices: NS GFLOP/device {r['ns_gflops_per_device_replicated']:.3f}"
+          f" -> {r['ns_gflops_per_device_sharded']:.3f} (x{r['ns_flops_ratio']:.3f}); Muon update "
+          f"{r['muon_update_s_replicated'] * 1e3:.1f} -> {r['muon_update_s_sharded'] * 1e3:.1f} ms "
+          f"(x{r['muon_update_time_ratio']:.3f}); whole step x{r['step_time_ratio']:.3f}")
+
+
+def ns_shard_report(cfg, params, devices, runner_cls) -> dict:
+  """Replicated vs sharded Newton–Schulz on the same Muon group and devices.
+
+  NS FLOPs per device come from the static plan (`sharded_muon.balance`);
+  times are medians of interleaved runs in this process: the Muon group's
+  optimizer update alone (momentum + NS + all-gather) and the whole trainer
+  step (`runner_cls`, bench's Runner).
+  """
+  import dataclasses
+
+  import jax
+  import numpy as np
+
+  from muon_jax import benchmarking, sharded_muon
+  from muon_jax import train as tr
+  from muon_jax.muon import muon_labels
+
+  n_dev = len(devices)
+  muon_params = jax.tree.map(lambda p, label: p if label == "muon" else None, params,
+                             muon_labels(params))
+  shapes = [tuple(x.shape) for x in jax.tree.leaves(muon_params)]
+  plan = sharded_muon.balance(shapes, n_dev, cfg.ns_steps)
+  per_device = sharded_muon.plan_flops(plan, shapes, cfg.ns_steps)
+  replicated = sum(per_device)
+
+  def update_runner(shard):
+    opt = tr.build_optimizer(dataclasses.replace(cfg, shard_muon=shard), n_dev)
+    key = jax.random.key(1)
+    grads = jax.tree.map(lambda p: np.asarray(jax.random.normal(key, p.shape), p.dtype), params)
+    g_rep, s_rep = tr.replicate(grads, devices), tr.replicate(opt.init(params), devices)
+    p_rep = tr.replicate(params, devices)
+    f = jax.pmap(lambda g, s, p: opt.update(g, s, p)[0], axis_name=tr.AXIS, devices=devices)
+    return lambda: f(g_rep, s_rep, p_rep)
+
+  upd = benchmarking.median_times([update_runner(False), update_runner(True)], FLAGS.steps)
+  step = benchmarking.median_times([runner_cls("muon", shard_muon=False),
+                                    runner_cls("muon", shard_muon=True)], FLAGS.steps)
+  upd_med = [float(np.median(t)) for t in upd]
+  step_med = [float(np.median(t)) for t in step]
+  return {"devices": n_dev, "muon_matrices": sum(len(p) for p in plan),
+          "ns_gflops_per_device_replicated": replicated / 1e9,
+          "ns_gflops_per_device_sharded": max(per_device) / 1e9,
+          "ns_flops_ratio": max(per_device) / replicated,
+          "muon_update_s_replicated": upd_med[0], "muon_update_s_sharded": upd_med[1],
+          "muon_update_time_ratio": upd_med[1] / upd_med[0],
+          "step_s_replicated": step_med[0], "step_s_sharded": step_med[1],
+          "step_time_ratio": step_med[1] / step_med[0]}
 
 
 def main(argv):
