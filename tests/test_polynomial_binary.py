@@ -43,6 +43,8 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
   assert set(out["lemma9"]["summary"]) == set(T.NORMALIZATIONS)
   d = out["lemma9"]["summary"]["proportional"]["3.0"]
   assert np.all(np.isfinite(d["sin_mean"])) and "exponent" in d["exponent"]
+  assert [c["id"] for c in out["claims"]][:5] == ["lemma2.1", "lemma2.2", "lemma2.3", "lemma3",
+                                                   "sec10.1"]
   for name in ("rho_kimi.png", "rho_dion.png", "cobweb.png", "robustness.png", "bbp.png"):
     assert (tmp_path / name).stat().st_size > 1000, name
 
@@ -50,12 +52,13 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
 @pytest.mark.parametrize("flag, expect", [
     ("--sweep_beta=2", "--sweep_beta=2.0 is out of range"),
     ("--presets=kimi,newton", "--presets='newton' is not allowed"),
-    ("--sweep_ns=64,64", "--sweep_ns needs at least 2 distinct"),
-    ("--spike_m=128", "--spike_m=128 is out of range"),
+    ("--sweep_ns=64,64", "--sweep_ns has duplicate values"),
+    ("--spike_m=128", "--spike_m=128 must not exceed spike_n=64"),
+    ("--sweep_thetas=1,x", "--sweep_thetas: could not parse 'x' as float"),
 ])
 def test_bad_flag_is_one_line_error(tmp_path, flag, expect):
   proc = _run(["--spike_m=32", "--spike_n=64", flag], tmp_path)
   assert proc.returncode == 2
-  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-  assert len(lines) == 1 and expect in lines[0], proc.stderr
+  lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error: " + expect), proc.stderr
   assert not (tmp_path / "polynomial.json").exists()
