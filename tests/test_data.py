@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from muon_jax import data
-from muon_jax.validate import FlagError
 
 
 def _real_docs():
@@ -245,9 +244,9 @@ def test_hf_streaming_single_jsonl_uses_document_split(tmp_path):
     ("hf:", "needs a dataset name"),
 ])
 def test_bad_corpus_specs(spec, match):
-  with pytest.raises(FlagError, match=match) as e:
+  with pytest.raises(ValueError, match=match) as e:
     data.validate_corpus_spec(spec)
-  assert "\n" not in str(e.value) and "--corpus" in str(e.value)
+  assert "\n" not in str(e.value) and str(e.value).startswith(f"corpus={spec!r}")
 
 
 @pytest.mark.parametrize("spec, match", [
@@ -257,31 +256,32 @@ def test_bad_corpus_specs(spec, match):
     ("/no/such/tokenizer.json", "no such file"),
 ])
 def test_bad_tokenizer_specs(spec, match):
-  with pytest.raises(FlagError, match=match) as e:
+  with pytest.raises(ValueError, match=match) as e:
     data.validate_tokenizer_spec(spec)
   assert "\n" not in str(e.value) and "bytes | train:VOCAB" in str(e.value)
+  assert str(e.value).startswith(f"tokenizer={spec!r}")
 
 
 def test_bad_corpora_give_clear_errors(tmp_path):
   (tmp_path / "empty").mkdir()
   (tmp_path / "empty" / "a.txt").write_text("")
-  with pytest.raises(FlagError, match="no non-empty documents"):
+  with pytest.raises(ValueError, match="no non-empty documents"):
     next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0))
-  with pytest.raises(FlagError, match="no non-empty documents"):  # raised through the prefetch thread
+  with pytest.raises(ValueError, match="no non-empty documents"):  # raised through the prefetch thread
     next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0, prefetch=2))
   (tmp_path / "binary").mkdir()
   (tmp_path / "binary" / "x.bin").write_bytes(b"\0\1")
-  with pytest.raises(FlagError, match="holds no text"):
+  with pytest.raises(ValueError, match="holds no text"):
     data.build_pipeline(f"files:{tmp_path / 'binary'}", seq_len=8, batch_size=1, seed=0)
   bad = tmp_path / "bad.jsonl"
   bad.write_text(json.dumps({"body": "x"}) + "\n")
-  with pytest.raises(FlagError, match="no 'text' field"):
+  with pytest.raises(ValueError, match="no 'text' field"):
     next(data.build_pipeline(f"files:{bad}", seq_len=8, batch_size=1, seed=0))
-  with pytest.raises(FlagError, match="could not open"):
+  with pytest.raises(ValueError, match="could not open"):
     data.build_pipeline(f"hf:{tmp_path / 'missing'}", seq_len=8, batch_size=1, seed=0)
-  with pytest.raises(FlagError, match="split"):
+  with pytest.raises(ValueError, match="split"):
     data.build_pipeline("stdlib", seq_len=8, batch_size=1, seed=0, split="test")
-  with pytest.raises(FlagError, match="seq_len"):
+  with pytest.raises(ValueError, match="seq_len"):
     data.build_pipeline("stdlib", seq_len=0, batch_size=1, seed=0)
 
 
@@ -298,7 +298,7 @@ def test_prefetch_thread_gives_same_batches_and_states(jsonl_corpus):
   assert ahead.get_state() == plain.get_state()
   np.testing.assert_array_equal(next(ahead), next(plain))
   ahead.close()
-  with pytest.raises(FlagError, match="prefetch"):
+  with pytest.raises(ValueError, match="prefetch"):
     make(-1)
 
 
@@ -307,6 +307,6 @@ def test_fineweb_edu_spec_parses_and_fails_cleanly_offline():
       "hf", "HuggingFaceFW/fineweb-edu", "sample-100BT")
   if os.environ.get("HF_HUB_OFFLINE") != "1":
     pytest.skip("only checked where the hub is switched off (never downloads)")
-  with pytest.raises(FlagError, match="could not open the dataset") as e:
+  with pytest.raises(ValueError, match="could not open the dataset") as e:
     data.build_pipeline(data.FINEWEB_EDU, seq_len=8, batch_size=1, seed=0)
   assert "\n" not in str(e.value)
