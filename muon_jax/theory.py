@@ -28,7 +28,6 @@ from typing import NamedTuple, Sequence
 
 import jax
 import numpy as np
-from absl import logging
 
 from muon_jax import config, metrics, results, stats
 from muon_jax.config import field

@@ -1,0 +1,128 @@
+"""muon_jax.reproduce: report rendering, config checks, run_all with resume."""
+
+import dataclasses
+import os
+
+import matplotlib.pyplot as plt
+import pytest
+
+from muon_jax import config, reproduce, results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _claim(claim_id, verdict, reproduces, figure="f.png", measured="+0.1 [0.0, 0.2]"):
+  return {"id": claim_id, "paper": "The paper | says so.", "criterion": "a CI",
+          "measured": measured, "verdict": verdict, "reproduces": reproduces, "figure": figure}
+
+
+def _summary():
+  return {
+      "scale": "cpu",
+      "provenance": {"commit": "abc123", "dirty": True,
+                     "versions": {"python": "3.11.7", "jax": "0.10.2"},
+                     "device": {"platform": "cpu", "kind": "cpu", "count": 1}, "cpu_count": 2,
+                     "command": "python -m experiments.reproduce --scale=cpu",
+                     "started_utc": "2026-01-01 00:00:00"},
+      "experiments": {
+          "alpha": {"paper": "Fig 9", "config": {"dims": [1, 2], "steps": 3}, "wall_s": 61.0,
+                    "figures": ["f.png"], "summary": {},
+                    "claims": [_claim("fig9a", "holds", True),
+                               _claim("fig9b", "inconclusive", None, figure=None)]},
+          "beta": {"paper": "Lemma 7", "config": {"n": 4}, "wall_s": 5.0, "resumed": True,
+                   "figures": [], "summary": {},
+                   "claims": [_claim("lemma7", "grows", False)]}},
+      "pending": {"saddle": "Fig 1: not on this branch"}}
+
+
+def test_report_has_one_row_per_claim_and_the_provenance():
+  text = reproduce.render_report(_summary())
+  rows = [line for line in text.splitlines() if line.startswith("| fig") or
+          line.startswith("| lemma")]
+  assert [r.split(" | ")[0][2:] for r in rows] == ["fig9a", "fig9b", "lemma7"]
+  assert rows[0].endswith("| holds | yes | [f.png](alpha/f.png) |")
+  assert rows[1].endswith("| inconclusive | n/a |  |")
+  assert "| grows | **no** |" in rows[2]
+  assert "The paper \\| says so." in rows[0]  # a '|' in a cell does not split the table
+  assert "- commit: `abc123` (working tree had uncommitted changes)" in text
+  assert "- versions: python 3.11.7, jax 0.10.2" in text
+  assert "- device: 1 x cpu (cpu), 2 CPU cores" in text
+  assert "- command: `python -m experiments.reproduce --scale=cpu`" in text
+  assert "| alpha | Fig 9 | 1m01s | dims=1,2, steps=3 |" in text
+  assert "| beta | Lemma 7 | 0m05s (earlier run, reused) | n=4 |" in text
+  assert "| total | | 1m06s | |" in text
+  assert "- **saddle**: Fig 1: not on this branch" in text
+
+
+def test_committed_cpu_report_matches_its_summary():
+  summary = results.load_json(os.path.join(ROOT, "results", "cpu", reproduce.SUMMARY_NAME))
+  assert summary is not None, "results/cpu/summary.json is missing"
+  with open(os.path.join(ROOT, "results", "cpu", reproduce.REPORT_NAME)) as f:
+    assert f.read() == reproduce.render_report(summary)
+  for name, exp in summary["experiments"].items():
+    for claim in exp["claims"]:
+      if claim["figure"]:
+        assert os.path.exists(os.path.join(ROOT, "results", "cpu", name, claim["figure"]))
+
+
+@pytest.mark.parametrize("scale", reproduce.SCALES)
+def test_every_registered_config_passes_its_check(scale):
+  configs = reproduce.check(scale)
+  assert list(configs) == [e.name for e in reproduce.EXPERIMENTS]
+
+
+def test_check_names_the_bad_argument():
+  with pytest.raises(ValueError, match=r"^only=nope is not an experiment"):
+    reproduce.check("cpu", ("polynomial", "nope"))
+  with pytest.raises(ValueError, match=r"^scale='tpu' is not allowed"):
+    reproduce.check("tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+  n: int = config.field(3, "size", low=1)
+
+
+def _toy_experiment(calls, scales=None):
+  def run(cfg, work_dir, resume):
+    calls.append((cfg.n, resume))
+    return {"value": cfg.n * 2.0}
+
+  def figures(res):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, res["value"]])
+    return {"toy": fig}
+
+  return reproduce.Experiment(
+      name="toy", paper="Fig 0", config_cls=ToyConfig, scales=scales or {"cpu": {"n": 2}},
+      run=run, claims=lambda res: [_claim("fig0", "holds", True, figure="toy.png",
+                                          measured=str(res["value"]))],
+      figures=figures, summary=lambda res: {"value": res["value"]}, check=config.check)
+
+
+def test_run_all_writes_report_and_resumes(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (_toy_experiment(calls),))
+  out = str(tmp_path)
+  summary = reproduce.run_all("cpu", out, argv=["reproduce", "--scale=cpu"])
+  assert calls == [(2, False)]
+  exp = summary["experiments"]["toy"]
+  assert exp["config"] == {"n": 2} and exp["summary"] == {"value": 4.0}
+  assert exp["claims"][0]["measured"] == "4.0"
+  assert os.path.exists(tmp_path / "toy" / "toy.png")
+  assert results.load_json(str(tmp_path / "toy" / "results.json"))["value"] == 4.0
+  with open(tmp_path / reproduce.REPORT_NAME) as f:
+    assert f.read() == reproduce.render_report(results.load_json(str(tmp_path / "summary.json")))
+  # Resuming with the same config reuses the experiment; another config reruns it.
+  again = reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
+  assert calls == [(2, False)] and again["experiments"]["toy"]["resumed"]
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (_toy_experiment(calls, {"cpu": {"n": 5}}),))
+  reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
+  assert calls == [(2, False), (5, True)]
+
+
+def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
+  bad = dataclasses.replace(_toy_experiment([]), claims=lambda res: [{"id": "x", "verdict": "?"}])
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (bad,))
+  with pytest.raises(ValueError, match=r"^claims: 'x' has keys"):
+    reproduce.run_all("cpu", str(tmp_path), argv=[])
