@@ -124,7 +124,8 @@ def _permutation(n: int, *salt) -> list[int]:
   return sorted(range(n), key=lambda i: _hash64(prefix, i))
 
 
-def _in_eval(text: str, fraction: float) -> bool:
+def in_eval_split(text: str, fraction: float) -> bool:
+  """Whether a document belongs to the held-out split (a keyed hash of its text)."""
   return _hash64(b"split", text.encode("utf-8", "replace")) < fraction * 2.0 ** 64
 
 
@@ -179,7 +180,7 @@ class _LocalSource:
       yield i, docs[order[i]]
 
 
-def _stdlib_source() -> _LocalSource:
+def stdlib_source() -> _LocalSource:
   """The interpreter's own standard library .py files (sources + docstrings).
 
   Deterministic order: sorted relative paths under dirname(os.__file__);
@@ -260,7 +261,7 @@ class _HFSource:
 
 def _make_source(spec: CorpusSpec):
   if spec.kind == "stdlib":
-    return _stdlib_source()
+    return stdlib_source()
   if spec.kind == "files":
     return _files_source(spec.path)
   return _HFSource(spec.path, spec.config)
@@ -287,7 +288,7 @@ class _DocStream:
       return False
     if self.doc_fraction is None:
       return True
-    return _in_eval(text, self.doc_fraction) == (self.split == "eval")
+    return in_eval_split(text, self.doc_fraction) == (self.split == "eval")
 
   def shard_order(self, epoch: int) -> list[int]:
     perm = _permutation(len(self.shard_ids), self.seed, self.split, epoch, "shards")
@@ -470,6 +471,11 @@ class PackedBatches:
                       "split": stream.split}
     self._encode_chunk = encode_chunk
     self.set_state({"epoch": 0, "shard": 0, "doc": 0, "token": 0, **self._identity})
+
+  @property
+  def shard_count(self) -> int:
+    """Shards (files) of the corpus split this iterator streams."""
+    return len(self._stream.source.shards)
 
   @property
   def description(self) -> str:

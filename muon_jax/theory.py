@@ -318,7 +318,7 @@ def lemma2(coeffs="kimi", *, steps: int = 5, x_small: float = PAPER_SMALL,
 # Lemma 3
 
 
-def _perturbation_grid(levels: int) -> np.ndarray:
+def perturbation_grid(levels: int) -> np.ndarray:
   """(levels^3, 3) directions with entries in linspace(-1, 1, levels): the
   corners of the unit infinity-ball plus a regular grid of its interior."""
   t = np.linspace(-1.0, 1.0, levels)
@@ -380,7 +380,7 @@ def robustness_radius(coeffs="kimi", *, criterion: str = "exists", steps: int = 
   """
   if criterion not in CRITERIA:
     raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-  directions = _perturbation_grid(levels)
+  directions = perturbation_grid(levels)
   kw = dict(steps=steps, middle=middle, fifth_lower=fifth_lower, paper_interval=paper_interval,
             tail=tail)
 

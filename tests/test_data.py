@@ -61,7 +61,7 @@ def _epoch_docs(it, split_docs_list):
 
 
 def _splits(eval_fraction):
-  ev = [d for d in DOCS if data._in_eval(d, eval_fraction)]
+  ev = [d for d in DOCS if data.in_eval_split(d, eval_fraction)]
   return [d for d in DOCS if d not in ev], ev
 
 
@@ -141,7 +141,7 @@ def test_state_is_shape_independent_and_checked(jsonl_corpus):
 def test_stdlib_corpus_is_real_python_source():
   it = data.build_pipeline("stdlib", "bytes", seq_len=64, batch_size=2, seed=0)
   first = next(it).ravel()
-  shards = data._stdlib_source().shards
+  shards = data.stdlib_source().shards
   assert len(shards) > 100
   text = it.tokenizer.decode(first[:np.flatnonzero(first == it.eos_id)[0]] if it.eos_id in first else first)
   sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in shards]
@@ -163,7 +163,7 @@ def test_trained_bpe_roundtrip_cache_and_path_form(tmp_path):
   # EOS separates documents in the packed stream and each segment decodes to real text.
   stream = _flat(it, 300)
   segs = _split_docs(stream, it.eos_id, 2)
-  sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in data._stdlib_source().shards]
+  sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in data.stdlib_source().shards]
   assert all(tok.decode(s) in sources for s in segs)
   (cached,) = os.listdir(os.path.join(cache, "tokenizers"))
   # Cache hit gives the same tokenizer; the PATH form loads the same file.
@@ -200,7 +200,7 @@ def test_hf_streaming_on_local_parquet(tmp_path):
   _write_parquet_shards(str(tmp_path / "pq"), shards)
   spec = f"hf:{tmp_path / 'pq'}"
   it = data.build_pipeline(spec, "bytes", seq_len=23, batch_size=2, seed=9)
-  assert len(it._stream.source.shards) == 3
+  assert it.shard_count == 3
   docs, _ = _epoch_docs(it, shards[0] + shards[1])  # the last shard is held out for eval
   assert sorted(docs) == sorted(shards[0] + shards[1])
   # Shard-level shuffle with in-shard stream order: docs come shard by shard, in file order.

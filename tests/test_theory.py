@@ -174,7 +174,7 @@ def test_lemma3_radius_both_sides():
   r = res["radius"]
   assert 0 < r < 1
   worst = np.asarray(res["worst_perturbation"]) / res["radius_bracket"][1]
-  grid = T._perturbation_grid(3)
+  grid = T.perturbation_grid(3)
   inside = T.check_perturbed("kimi", 0.98 * r * grid)
   assert inside["exists"].all() and inside["middle_ok"].all()
   outside = T.check_perturbed("kimi", 1.02 * r * worst[None])
