@@ -196,8 +196,10 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
     scale: "cpu" or "gpu".
     out_dir: the report folder; experiment `name` writes under out_dir/name/.
     argv: the command line, recorded in the provenance.
-    resume: reuse experiments whose results.json is complete, and let the
-      others resume their own finished units.
+    resume: reuse experiments whose results.json matches the config (their
+      claims and figures are re-derived), let the others resume their own
+      finished units, and keep the earlier entries of experiments not in
+      `only`.
     only: names of the experiments to run (default all).
 
   Returns:
@@ -207,7 +209,9 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
   chosen = [e for e in EXPERIMENTS if e.name in configs]
   summary_path = os.path.join(out_dir, SUMMARY_NAME)
   previous = results.load_json(summary_path, {}) if resume else {}
-  summary = {"scale": scale, "provenance": provenance(argv), "experiments": {},
+  summary = {"scale": scale, "provenance": provenance(argv),
+             "experiments": {name: exp for name, exp in previous.get("experiments", {}).items()
+                             if name not in configs and previous.get("scale") == scale},
              "pending": dict(PENDING)}
   progress = Progress(len(chosen), f"reproduce ({scale})")
   for exp in chosen:
@@ -215,13 +219,16 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
     full_path = os.path.join(folder, "results.json")
     cfg_json = results.to_json(dataclasses.asdict(configs[exp.name]))
     done = previous.get("experiments", {}).get(exp.name)
-    if resume and done and done.get("config") == cfg_json and os.path.exists(full_path):
-      summary["experiments"][exp.name] = {**done, "resumed": True}
-      progress.advance(1, f"{exp.name}: reused")
-      continue
-    start = time.monotonic()
-    res = exp.run(configs[exp.name], os.path.join(folder, "work"), resume)
-    wall_s = time.monotonic() - start
+    reuse = bool(resume and done and done.get("config") == cfg_json
+                 and os.path.exists(full_path))
+    if reuse:
+      # Claims, figures and the summary are re-derived from the stored results,
+      # so a changed judgement applies without recomputing the experiment.
+      res, wall_s = results.load_json(full_path), done["wall_s"]
+    else:
+      start = time.monotonic()
+      res = exp.run(configs[exp.name], os.path.join(folder, "work"), resume)
+      wall_s = time.monotonic() - start
     claims = exp.claims(res)
     check_claims(claims)
     res["claims"] = claims
@@ -230,12 +237,16 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
     for name, fig in exp.figures(res).items():
       results.save_figure(fig, os.path.join(folder, f"{name}.png"))
       figure_names.append(f"{name}.png")
-    summary["experiments"][exp.name] = results.to_json({
-        "paper": exp.paper, "config": cfg_json, "wall_s": round(wall_s, 1),
-        "figures": figure_names, "claims": claims, "summary": exp.summary(res)})
+    entry = {"paper": exp.paper, "config": cfg_json, "wall_s": round(wall_s, 1),
+             "figures": figure_names, "claims": claims, "summary": exp.summary(res)}
+    if reuse:
+      entry["resumed"] = True
+    summary["experiments"][exp.name] = results.to_json(entry)
     write(summary, out_dir)
-    progress.advance(1, f"{exp.name} in {wall_s:.0f}s: "
+    progress.advance(1, f"{exp.name}{' (reused)' if reuse else ''} in {wall_s:.0f}s: "
                         + ", ".join(f"{c['id']} {c['verdict']}" for c in claims))
+  summary["experiments"] = {e.name: summary["experiments"][e.name] for e in EXPERIMENTS
+                            if e.name in summary["experiments"]}
   write(summary, out_dir)
   logging.info("wrote %s and %s", summary_path, os.path.join(out_dir, REPORT_NAME))
   return summary

@@ -238,6 +238,9 @@ def test_loss_gap_claim_is_paired_over_runs():
   gap = summary["muon_minus_adamw_log10_final_loss"]
   assert gap["n"] == 12 and gap["ci_high"] < 0 < gap["ci_high"] + 2
   assert gap["mean"] == pytest.approx(-1, abs=0.1) and gap["verdict"] == "holds"
+  # Same ranks for both optimizers: the step-20 rank contrast is exactly zero.
+  contrast = summary["muon_minus_adamw_log10_erank_at_step_20"]
+  assert contrast["mean"] == 0 and contrast["n"] == 6 and contrast["verdict"] == "inconclusive"
 
 
 def test_run_is_resumable_and_refuses_other_settings(tmp_path):

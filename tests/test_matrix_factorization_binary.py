@@ -48,7 +48,8 @@ def test_tiny_run_then_resume(tmp_path):
       expected = np.where(hit.any(-1), steps[np.argmax(hit, -1)], np.nan)
       got = np.array(doc["summary"][opt]["per_n"][str(n)]["expansion_step"], dtype=float)
       np.testing.assert_array_equal(got, expected)
-  assert [c["id"] for c in doc["claims"]] == ["fig2a", "fig2b", "fig2c", "fig2d"]
+  assert [c["id"] for c in doc["claims"]] == ["fig2a", "fig2b", "fig2c", "fig2c (vs AdamW)",
+                                              "fig2d"]
 
   # Resuming with different settings is refused with a clear message.
   clash = _run(*TINY[:-1], "--seeds=3", "--resume", f"--out_dir={out_dir}")

@@ -113,12 +113,30 @@ def test_run_all_writes_report_and_resumes(tmp_path, monkeypatch):
   assert results.load_json(str(tmp_path / "toy" / "results.json"))["value"] == 4.0
   with open(tmp_path / reproduce.REPORT_NAME) as f:
     assert f.read() == reproduce.render_report(results.load_json(str(tmp_path / "summary.json")))
-  # Resuming with the same config reuses the experiment; another config reruns it.
+  # Resuming with the same config reuses the stored results but re-judges them.
+  rejudged = dataclasses.replace(
+      _toy_experiment(calls),
+      claims=lambda res: [_claim("fig0", "does not hold", False, measured=str(res["value"]))])
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (rejudged,))
   again = reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
   assert calls == [(2, False)] and again["experiments"]["toy"]["resumed"]
+  assert again["experiments"]["toy"]["claims"][0]["verdict"] == "does not hold"
+  assert again["experiments"]["toy"]["wall_s"] == exp["wall_s"]
+  # Another config reruns it, resuming its own work.
   monkeypatch.setattr(reproduce, "EXPERIMENTS", (_toy_experiment(calls, {"cpu": {"n": 5}}),))
   reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
   assert calls == [(2, False), (5, True)]
+
+
+def test_resume_with_only_keeps_the_other_experiments(tmp_path, monkeypatch):
+  calls = []
+  first = _toy_experiment(calls)
+  second = dataclasses.replace(_toy_experiment(calls, {"cpu": {"n": 7}}), name="other")
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (first, second))
+  reproduce.run_all("cpu", str(tmp_path), argv=[])
+  summary = reproduce.run_all("cpu", str(tmp_path), argv=[], resume=True, only=("other",))
+  assert list(summary["experiments"]) == ["toy", "other"]
+  assert calls == [(2, False), (7, False)]  # toy kept from the first run, other reused
 
 
 def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
