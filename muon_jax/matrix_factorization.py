@@ -484,6 +484,10 @@ def _exponent_claim(claim_id, paper, criterion, fit, figure):
   if fit is not None and fit["censored"] and reproduced:
     # Censored runs left out of the fit make "dimension-free" a lower bound only.
     reproduced = None
+  if fit is not None and fit["exponent_resolution"] > fit["delta"]:
+    # One recorded step already moves the exponent by more than the verdict
+    # band: the grid cannot tell dimension-free from not.
+    reproduced = None
   return {"id": claim_id, "paper": paper, "criterion": criterion, "measured": _fmt_fit(fit),
           "verdict": verdict, "reproduces": reproduced, "figure": figure}
 

@@ -198,6 +198,16 @@ def test_summary_exponents_and_claims_follow_the_crossing_steps():
   assert s["exponent_vs_n"]["exponent_resolution"] == pytest.approx(np.log(7 / 6) / np.log(16))
   by_id = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
   assert by_id["fig2b"]["verdict"] == "dimension-free" and by_id["fig2b"]["reproduces"] is True
+  # Crossing at steps 1-3: one step moves the exponent by log(3/2)/log(16) = 0.15 > delta, so
+  # no verdict on this grid can count as reproduced.
+  units, cfg = _synthetic_units(lambda n: 1, dims)
+  s1 = mf.summarize(units, cfg)["muon"]
+  assert s1["exponent_vs_n"]["exponent_resolution"] == pytest.approx(np.log(3 / 2) / np.log(16))
+  claim = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg),
+                                          "summary": {"muon": s1}})}["fig2b"]
+  fit = s1["exponent_vs_n"]
+  assert claim["verdict"] == metrics.exponent_verdict(fit["ci_low"], fit["ci_high"])
+  assert claim["reproduces"] is None
   assert by_id["fig2c"]["verdict"] == "holds"  # latest crossing step 7 <= 20
   assert by_id["fig2d"]["verdict"] == "dimension-free"
 
