@@ -7,9 +7,10 @@ metrics at the last probe step all runs share, Muon - AdamW paired by seed
 (`stats.mean_difference_ci`). A claim holds only if its CI excludes 0 in the
 paper's direction.
 
-The CPU default shrinks the paper's probe (50 grad / 10 eval batches, 41 x 41
-grid, bulk pair 500, layer 10 of 12) to 8 / 4 batches of 8 sequences on the
-last of the tiny model's two layers; paper scale is model=160m,
+The CPU default shrinks the paper's run (10000 steps) to 200 steps of the tiny
+model and its probe (50 grad / 10 eval batches, 41 x 41 grid, bulk pair 500,
+layer 10 of 12) to 8 / 4 batches of 8 sequences and a 21 x 21 grid on the last
+of the tiny model's two layers; paper scale is model=160m,
 probe_path=layers/9/mlp/down_proj, probe_grad_batches=50, probe_eval_batches=10
 on a GPU.
 """
@@ -38,8 +39,8 @@ class LandscapeConfig:
   seeds: int = field(3, "seeds per optimizer (init, data order, probe stream)", low=1, high=100)
   seed: int = field(0, "first seed; runs use seed, seed + 1, ...", low=0)
   model: str = field("tiny", "LLaMA preset", choices=MODELS)
-  steps: int = field(300, "training steps per run", low=1)
-  probe_steps: tuple[int, ...] = field((10, 100, 300), "steps (after the update) to probe at",
+  steps: int = field(200, "training steps per run (paper 10000)", low=1)
+  probe_steps: tuple[int, ...] = field((10, 100, 200), "steps (after the update) to probe at",
                                        low=1)
   global_batch: int = field(16, "sequences per step", low=1)
   seq_len: int = field(128, "tokens per sequence", low=1)
@@ -53,7 +54,7 @@ class LandscapeConfig:
   probe_batch: int = field(8, "sequences per probe batch", low=1)
   probe_bulk_index: int = field(500, "1-based bulk singular pair (paper 500; mid-spectrum when "
                                 "the matrix is smaller)", low=2)
-  probe_grid: int = field(41, "grid points per axis (paper 41)", low=3)
+  probe_grid: int = field(21, "grid points per axis (paper 41)", low=3)
   probe_alpha_range: tuple[float, ...] = field((-1.0, 1.0), "spike-axis range low,high")
   probe_beta_range: tuple[float, ...] = field((-1.0, 1.0), "bulk-axis range low,high")
   probe_normalization: str = field("unit", "direction scale", choices=landscape.NORMALIZATIONS)

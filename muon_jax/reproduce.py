@@ -98,8 +98,9 @@ EXPERIMENTS = (
     Experiment(
         name="landscape", paper="Fig 3, Fig 4",
         config_cls=landscape_experiment.LandscapeConfig,
-        scales={"cpu": {"steps": 200, "probe_steps": (10, 100, 200), "probe_grid": 21},
+        scales={"cpu": {},
                 "gpu": {"model": "160m", "steps": 10000, "probe_steps": (100, 10000),
+                        "probe_grid": 41,
                         "seq_len": 1024, "global_batch": 512,
                         "probe_path": "layers/9/mlp/down_proj", "probe_grad_batches": 50,
                         "probe_eval_batches": 10, "probe_batch": 16}},

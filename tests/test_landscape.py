@@ -400,7 +400,7 @@ def test_binary_draws_from_existing_runs(tmp_path):
     (["--probe_path=layers/9/mlp/down_proj"],
      "error: --probe_path='layers/9/mlp/down_proj' matches no 2-D parameters; valid paths: "),
     (["--probe_alpha_range=1"], "error: --probe_alpha_range=1.0 must be two finite numbers"),
-    (["--probe_steps=10,400"], "error: --probe_steps=400 is after the last step steps=300"),
+    (["--probe_steps=10,400"], "error: --probe_steps=400 is after the last step steps=200"),
     (["--optimizers=lion"], "error: --optimizers='lion' is not allowed"),
 ])
 def test_binary_bad_flags_exit_before_training(tmp_path, args, expect):
