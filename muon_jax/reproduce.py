@@ -226,7 +226,10 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
       # Claims, figures and the summary are re-derived from the stored results,
       # so a changed judgement applies without recomputing the experiment.
       res, wall_s = results.load_json(full_path), done["wall_s"]
+      computed_at = done.get("computed_at") or {
+          k: previous["provenance"][k] for k in ("commit", "dirty", "started_utc")}
     else:
+      computed_at = {k: summary["provenance"][k] for k in ("commit", "dirty", "started_utc")}
       start = time.monotonic()
       res = exp.run(configs[exp.name], os.path.join(folder, "work"), resume)
       wall_s = time.monotonic() - start
@@ -239,6 +242,7 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
       results.save_figure(fig, os.path.join(folder, f"{name}.png"))
       figure_names.append(f"{name}.png")
     entry = {"paper": exp.paper, "config": cfg_json, "wall_s": round(wall_s, 1),
+             "computed_at": computed_at,
              "figures": figure_names, "claims": claims, "summary": exp.summary(res)}
     if reuse:
       entry["resumed"] = True
@@ -304,14 +308,16 @@ def render_report(summary: dict) -> str:
             f"{prov['cpu_count']} CPU cores",
             f"- command: `{prov['command']}`",
             f"- started: {prov['started_utc']} UTC", "",
-            "| experiment | covers | wall time | config |", "|---|---|---|---|"]
+            "| experiment | covers | wall time | computed at | config |", "|---|---|---|---|---|"]
   total = 0.0
   for name, exp in summary["experiments"].items():
     total += exp["wall_s"]
     config = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
                        for k, v in exp["config"].items())
+    at = exp["computed_at"]
     lines.append(f"| {name} | {exp['paper']} | {_clock(exp['wall_s'])}"
                  + (" (earlier run, reused)" if exp.get("resumed") else "")
-                 + f" | {_cell(config)} |")
-  lines += [f"| total | | {_clock(total)} | |", ""]
+                 + f" | `{(at['commit'] or '?')[:10]}`{' (dirty)' if at['dirty'] else ''} "
+                 f"{at['started_utc']} | {_cell(config)} |")
+  lines += [f"| total | | {_clock(total)} | | |", ""]
   return "\n".join(lines)

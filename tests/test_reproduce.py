@@ -26,10 +26,14 @@ def _summary():
                      "started_utc": "2026-01-01 00:00:00"},
       "experiments": {
           "alpha": {"paper": "Fig 9", "config": {"dims": [1, 2], "steps": 3}, "wall_s": 61.0,
+                    "computed_at": {"commit": "abc123", "dirty": True,
+                                    "started_utc": "2026-01-01 00:00:00"},
                     "figures": ["f.png"], "summary": {},
                     "claims": [_claim("fig9a", "holds", True),
                                _claim("fig9b", "inconclusive", None, figure=None)]},
           "beta": {"paper": "Lemma 7", "config": {"n": 4}, "wall_s": 5.0, "resumed": True,
+                   "computed_at": {"commit": "0123456789abcdef", "dirty": False,
+                                   "started_utc": "2025-12-31 23:00:00"},
                    "figures": [], "summary": {},
                    "claims": [_claim("lemma7", "grows", False)]}},
       "pending": {"saddle": "Fig 1: not on this branch"}}
@@ -48,9 +52,11 @@ def test_report_has_one_row_per_claim_and_the_provenance():
   assert "- versions: python 3.11.7, jax 0.10.2" in text
   assert "- device: 1 x cpu (cpu), 2 CPU cores" in text
   assert "- command: `python -m experiments.reproduce --scale=cpu`" in text
-  assert "| alpha | Fig 9 | 1m01s | dims=1,2, steps=3 |" in text
-  assert "| beta | Lemma 7 | 0m05s (earlier run, reused) | n=4 |" in text
-  assert "| total | | 1m06s | |" in text
+  assert ("| alpha | Fig 9 | 1m01s | `abc123` (dirty) 2026-01-01 00:00:00 | dims=1,2, steps=3 |"
+          in text)
+  assert ("| beta | Lemma 7 | 0m05s (earlier run, reused) | `0123456789` 2025-12-31 23:00:00 | "
+          "n=4 |" in text)
+  assert "| total | | 1m06s | | |" in text
   assert "- **saddle**: Fig 1: not on this branch" in text
 
 
@@ -122,6 +128,7 @@ def test_run_all_writes_report_and_resumes(tmp_path, monkeypatch):
   assert calls == [(2, False)] and again["experiments"]["toy"]["resumed"]
   assert again["experiments"]["toy"]["claims"][0]["verdict"] == "does not hold"
   assert again["experiments"]["toy"]["wall_s"] == exp["wall_s"]
+  assert again["experiments"]["toy"]["computed_at"] == exp["computed_at"]
   # Another config reruns it, resuming its own work.
   monkeypatch.setattr(reproduce, "EXPERIMENTS", (_toy_experiment(calls, {"cpu": {"n": 5}}),))
   reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
