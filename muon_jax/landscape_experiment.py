@@ -165,6 +165,11 @@ def collect(run_dirs: Sequence[str]) -> dict:
                           "comparison": compare(grouped)})
 
 
+def recompare(res: dict) -> dict:
+  """`res` with its comparison recomputed from the stored per-run metrics."""
+  return {**res, "comparison": results.to_json(compare(res["runs"]))}
+
+
 # (metric, transform, claimed direction of Muon - AdamW) per paper claim.
 CLAIMED = {
     "effective_rank": ("effective_rank", "identity", "above"),

@@ -440,7 +440,9 @@ def run(cfg: MatrixFactorizationConfig, *, state_path: Optional[str] = None,
       units[(opt, n)] = unit_from_json(saved[name])
       continue
     out = run_grid(cfg, n, opt)
-    units[(opt, n)] = out
+    # Summaries are computed in float64, as from a reloaded unit, so a resumed
+    # or re-summarized run gives the same numbers.
+    units[(opt, n)] = {k: np.asarray(v, np.float64) for k, v in out.items()}
     nonfinite[name] = nonfinite_count(out)
     doc_units[name] = results.to_json(out)
     if state_path:
@@ -453,6 +455,14 @@ def run(cfg: MatrixFactorizationConfig, *, state_path: Optional[str] = None,
           "units": {name: doc_units[name] for *_, name in names},
           "nonfinite": nonfinite,
           "summary": summarize(units, cfg)}
+
+
+def resummarize(res: dict) -> dict:
+  """`res` with its summary recomputed from the stored traces (e.g. after the
+  summary's statistics changed); the traces are not recomputed."""
+  cfg = MatrixFactorizationConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in res["config"].items()})
+  return {**res, "summary": summarize(units_from_results(res), cfg)}
 
 
 def units_from_results(res: dict) -> dict:

@@ -45,6 +45,8 @@ class Experiment:
     figures: figures(results) -> {name: matplotlib Figure}.
     summary: summary(results) -> the small JSON kept in summary.json.
     check: check(config) raises ValueError naming the field, before any compute.
+    refresh: refresh(results) -> results with the statistics recomputed from
+      the stored raw measurements (applied when a resume reuses results).
   """
   name: str
   paper: str
@@ -55,6 +57,7 @@ class Experiment:
   figures: Callable[[dict], dict]
   summary: Callable[[dict], dict]
   check: Callable[[Any], None]
+  refresh: Callable[[dict], dict] = lambda res: res
 
 
 def _polynomial_figures(res):
@@ -94,7 +97,7 @@ EXPERIMENTS = (
         claims=matrix_factorization.claims, figures=_mf_figures,
         summary=lambda res: {"config": res["config"], "nonfinite": res["nonfinite"],
                              "summary": res["summary"]},
-        check=matrix_factorization.check_config),
+        check=matrix_factorization.check_config, refresh=matrix_factorization.resummarize),
     Experiment(
         name="landscape", paper="Fig 3, Fig 4",
         config_cls=landscape_experiment.LandscapeConfig,
@@ -107,7 +110,7 @@ EXPERIMENTS = (
         run=lambda cfg, work_dir, resume: landscape_experiment.run(cfg, work_dir, resume=resume),
         claims=landscape_experiment.claims, figures=_landscape_figures,
         summary=lambda res: {k: v for k, v in res.items() if k != "surfaces"},
-        check=landscape_experiment.check_config),
+        check=landscape_experiment.check_config, refresh=landscape_experiment.recompare),
 )
 
 # Experiments whose library `run(config)` is not on this branch yet: named here
@@ -225,7 +228,7 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
     if reuse:
       # Claims, figures and the summary are re-derived from the stored results,
       # so a changed judgement applies without recomputing the experiment.
-      res, wall_s = results.load_json(full_path), done["wall_s"]
+      res, wall_s = exp.refresh(results.load_json(full_path)), done["wall_s"]
       computed_at = done.get("computed_at") or {
           k: previous["provenance"][k] for k in ("commit", "dirty", "started_utc")}
     else:

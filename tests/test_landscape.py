@@ -317,6 +317,7 @@ def test_comparison_pairs_seeds_and_judges_by_ci(tmp_path):
   assert comp["spike_range"]["mean"] == pytest.approx(np.mean(spike))
   claims = {c["id"]: c for c in lx.claims(res)}
   assert all(c["verdict"] == "holds" and c["reproduces"] for c in claims.values())
+  assert lx.recompare(res)["comparison"] == comp
   # Swapping the optimizers' roles makes every claim fail in the paper's direction.
   swapped = lx.collect(_write_runs(tmp_path / "swap", {"adamw": SEEDED["muon"],
                                                        "muon": SEEDED["adamw"]}))

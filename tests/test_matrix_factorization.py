@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from muon_jax import matrix_factorization as mf
-from muon_jax import metrics
+from muon_jax import metrics, results
 
 
 def test_target_spectrum_and_orthogonality():
@@ -263,6 +263,8 @@ def test_run_is_resumable_and_refuses_other_settings(tmp_path):
   second = mf.run(grown, state_path=state, resume=True)
   assert second["units"]["muon/n6"] == first["units"]["muon/n6"]
   assert second["nonfinite"].keys() == {"adamw/n6", "adamw/n8"}  # only these were computed
+  # The summary recomputed from the stored (JSON) traces equals the one run made.
+  assert mf.resummarize(results.to_json(second))["summary"] == second["summary"]
   with pytest.raises(ValueError, match=r"^resume: .* other settings"):
     mf.run(dataclasses.replace(cfg, seeds=2), state_path=state, resume=True)
 
