@@ -943,12 +943,14 @@ def claims(res: dict) -> list[dict]:
        "minimum of rho^(5)(x)/x on a dense log grid of (0, delta0], golden-section refined",
        f"min ratio {res['lemma2.min_ratio_small']:.2f} (delta0 = {res['lemma2.delta0']:.4g})",
        res["lemma2.statement1_holds"], "rho_kimi.png"),
-      ("lemma2.2", f"rho^(5)(x) > {PAPER_FIFTH_LOWER} on the middle interval {PAPER_MIDDLE}.",
+      ("lemma2.2", f"rho^(5)(x) > {PAPER_FIFTH_LOWER} on the middle interval "
+                   f"[{PAPER_MIDDLE[0]:g}, {PAPER_MIDDLE[1]:g}].",
        "minimum of rho^(5) on a dense grid of the middle interval",
        f"min rho^(5) {res['lemma2.min_fifth_iterate_middle']:.4f}",
        res["lemma2.statement2_holds"], "rho_kimi.png"),
       ("lemma2.3", f"From x0 = {PAPER_X0} the fifth iterate is >= {PAPER_ORBIT_LOWER} and the "
-                   f"orbit stays in the forward-invariant I = {PAPER_INTERVAL}.",
+                   f"orbit stays in the forward-invariant I = [{PAPER_INTERVAL[0]:g}, "
+                   f"{PAPER_INTERVAL[1]:g}].",
        "orbit of rho from x0; invariance of I checked on its image",
        f"fifth iterate {res['lemma2.fifth_iterate_from_x0']:.4f}; I invariant: "
        f"{res['lemma2.paper_interval_invariant']}",
