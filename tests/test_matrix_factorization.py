@@ -51,11 +51,13 @@ def test_estimator_singular_values_and_effective_rank_of_known_spectra():
   n, r = 10, 6
   eye = {"u": jnp.eye(n, r), "v": jnp.eye(n, r)}
   np.testing.assert_allclose(mf.estimator_singular_values(eye), np.ones(r), atol=1e-6)
-  assert float(metrics.effective_rank(mf.estimator_singular_values(eye))) == pytest.approx(r, rel=1e-5)
+  erank = float(metrics.effective_rank(mf.estimator_singular_values(eye)))
+  assert erank == pytest.approx(r, rel=1e-5)
   e1 = np.zeros((n, r), np.float32)
   e1[:, 0] = np.arange(1, n + 1)
   rank1 = {"u": jnp.asarray(e1), "v": jnp.asarray(e1[::-1].copy())}
-  assert float(metrics.effective_rank(mf.estimator_singular_values(rank1))) == pytest.approx(1, abs=1e-4)
+  erank = float(metrics.effective_rank(mf.estimator_singular_values(rank1)))
+  assert erank == pytest.approx(1, abs=1e-4)
   # Graded factors like the asymmetric init: QR-core singular values match the
   # float64 SVD of the n x n product.
   params = mf.init_factors(jax.random.PRNGKey(2), n, r, 2, 1e-1, 1e-3)
@@ -196,7 +198,8 @@ def test_summary_exponents_and_claims_follow_the_crossing_steps():
   assert s["exponent_vs_n"]["censored"] == 0 and s["exponent_vs_n"]["step_granularity"] == 1
   # One step at the smallest median step (6) over a 16x range of n.
   assert s["exponent_vs_n"]["exponent_resolution"] == pytest.approx(np.log(7 / 6) / np.log(16))
-  by_id = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
+  by_id = {c["id"]: c
+           for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
   assert by_id["fig2b"]["verdict"] == "dimension-free" and by_id["fig2b"]["reproduces"] is True
   # Crossing at steps 1-3: one step moves the exponent by log(3/2)/log(16) = 0.15 > delta, so
   # no verdict on this grid can count as reproduced.
@@ -215,7 +218,8 @@ def test_summary_exponents_and_claims_follow_the_crossing_steps():
   units, cfg = _synthetic_units(lambda n: n // 4, dims)
   s = mf.summarize(units, cfg)["muon"]
   assert s["exponent_vs_n"]["exponent"] > 0.8 and s["exponent_vs_n"]["verdict"] == "grows"
-  by_id = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
+  by_id = {c["id"]: c
+           for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
   assert by_id["fig2b"]["reproduces"] is False
   assert by_id["fig2c"]["verdict"] == "does not hold" and by_id["fig2c"]["reproduces"] is False
 

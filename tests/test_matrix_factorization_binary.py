@@ -9,7 +9,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dims=12,20", "--kappas=10,1000", "--rank=6", "--batch=16", "--steps=30",
-        "--dense_steps=12", "--log_every=6", "--seeds=2"]
+        "--dense_steps=20", "--log_every=5", "--seeds=2"]
 
 
 def _run(*args):
@@ -69,4 +69,5 @@ def test_bad_flag_is_a_one_line_error(tmp_path):
   afile = tmp_path / "afile"
   afile.write_text("x")
   bad = _run(f"--out_dir={afile}")
-  assert bad.returncode == 2 and bad.stderr.strip() == f"error: --out_dir={afile} exists and is not a folder"
+  assert bad.returncode == 2
+  assert bad.stderr.strip() == f"error: --out_dir={afile} exists and is not a folder"
