@@ -25,20 +25,20 @@ import numpy as np
 from absl import logging
 
 from muon_jax import config, landscape, results, stats
+from muon_jax import train as train_lib
 from muon_jax.config import field
+from muon_jax.models import llama
 from muon_jax.progress import Progress
-
-OPTIMIZERS = ("adamw", "muon")
-MODELS = ("tiny", "160m")
 
 
 @dataclasses.dataclass(frozen=True)
 class LandscapeConfig:
   """Training runs with probes: optimizers x seeds, one LLaMA preset."""
-  optimizers: tuple[str, ...] = field(OPTIMIZERS, "runs to train", choices=OPTIMIZERS)
+  optimizers: tuple[str, ...] = field(train_lib.OPTIMIZERS, "runs to train",
+                                      choices=train_lib.OPTIMIZERS)
   seeds: int = field(3, "seeds per optimizer (init, data order, probe stream)", low=1, high=100)
   seed: int = field(0, "first seed; runs use seed, seed + 1, ...", low=0)
-  model: str = field("tiny", "LLaMA preset", choices=MODELS)
+  model: str = field("tiny", "LLaMA preset", choices=tuple(llama.PRESETS))
   steps: int = field(200, "training steps per run (paper 10000)", low=1)
   probe_steps: tuple[int, ...] = field((10, 100, 200), "steps (after the update) to probe at",
                                        low=1)
@@ -77,8 +77,6 @@ def check_config(cfg: LandscapeConfig) -> None:
     ValueError: one line starting with the offending field's name.
   """
   from flax import nnx
-
-  from muon_jax.models import llama
   config.check(cfg)
   if max(cfg.probe_steps) > cfg.steps:
     raise ValueError(f"probe_steps={max(cfg.probe_steps)} is after the last step "
@@ -94,7 +92,6 @@ def check_config(cfg: LandscapeConfig) -> None:
 
 def train_config(cfg: LandscapeConfig, optimizer: str, seed: int, out_dir: str, resume: bool):
   """The `muon_jax.train.TrainConfig` of one run."""
-  from muon_jax import train as train_lib
   return train_lib.TrainConfig(
       model=cfg.model, optimizer=optimizer, steps=cfg.steps, global_batch=cfg.global_batch,
       seq_len=cfg.seq_len, lr=cfg.adamw_lr, muon_lr=cfg.muon_lr, seed=seed, corpus=cfg.corpus,
@@ -114,7 +111,6 @@ def run(cfg: LandscapeConfig, out_dir: str, *, resume: bool = False) -> dict:
   Returns:
     `collect` of the runs.
   """
-  from muon_jax import train as train_lib
   check_config(cfg)
   runs = [(opt, cfg.seed + k) for opt in cfg.optimizers for k in range(cfg.seeds)]
   progress = Progress(len(runs), "landscape runs")
@@ -130,10 +126,9 @@ def run(cfg: LandscapeConfig, out_dir: str, *, resume: bool = False) -> dict:
   return res
 
 
-def _run_label(run_dir: str) -> tuple[str, int | None]:
+def _optimizer_of(run_dir: str) -> str:
   summary = results.load_json(os.path.join(run_dir, "summary.json"), {})
-  opt = summary.get("optimizer") or os.path.basename(os.path.normpath(run_dir))
-  return opt, summary.get("seed")
+  return summary.get("optimizer") or os.path.basename(os.path.normpath(run_dir))
 
 
 def collect(run_dirs: Sequence[str]) -> dict:
@@ -153,7 +148,7 @@ def collect(run_dirs: Sequence[str]) -> dict:
     probes = landscape.load_probes(run_dir)
     if not probes:
       raise ValueError(f"run_dirs: {run_dir!r} holds no probe_step*.json")
-    opt, _ = _run_label(run_dir)
+    opt = _optimizer_of(run_dir)
     final_loss = results.load_json(os.path.join(run_dir, "summary.json"), {}).get("final_loss")
     grouped.setdefault(opt, []).append({
         "dir": run_dir, "final_loss": final_loss,
