@@ -151,3 +151,19 @@ def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
   monkeypatch.setattr(reproduce, "EXPERIMENTS", (bad,))
   with pytest.raises(ValueError, match=r"^claims: 'x' has keys"):
     reproduce.run_all("cpu", str(tmp_path), argv=[])
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--only=polynomial,nope"], "error: --only=nope is not an experiment; choose from "),
+    (["--scale=tpu"], "error: flag --scale=tpu: value should be one of <cpu|gpu>"),
+])
+def test_binary_bad_flags_are_one_line_errors(tmp_path, args, expect):
+  import subprocess
+  import sys
+  out = tmp_path / "report"
+  proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", f"--out_dir={out}", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 2
+  assert proc.stderr.strip().startswith(expect) and len(proc.stderr.strip().splitlines()) == 1
+  assert not (out / reproduce.SUMMARY_NAME).exists()
