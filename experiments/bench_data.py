@@ -1,4 +1,4 @@
-"""Benchmark: tokens/s of tokenization + packing for each tokenizer kind (issue 7).
+"""Benchmark: tokens/s of tokenization + packing for each tokenizer kind.
 
   python -m experiments.bench_data --out_dir out/bench_data
 
@@ -10,56 +10,68 @@ reports tokens/s, plus the ratio to the byte-level baseline measured in the
 same process. Writes bench_data.json.
 """
 
+import dataclasses
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from muon_jax import validate
-
-flags.DEFINE_string("out_dir", "out/bench_data", "Where bench_data.json (and the tokenizer cache) go.")
-flags.DEFINE_string("corpus", "stdlib", "Corpus spec: stdlib | files:PATH | hf:NAME[:CONFIG].")
-flags.DEFINE_list("tokenizers", ["bytes", "train:4096", "train:32000"], "Tokenizer specs to time.")
-flags.DEFINE_integer("sentencepiece_vocab", 4096, "Also time a SentencePiece .model of this vocab "
-                     "(PATH form); 0 skips it.")
-flags.DEFINE_integer("seq_len", 1024, "Packed sequence length, >= 1.")
-flags.DEFINE_integer("batch_size", 8, "Rows per batch, >= 1.")
-flags.DEFINE_integer("min_tokens", 2_000_000, "Tokens packed per measurement, >= 1.")
-flags.DEFINE_integer("prefetch", 0, "Prefetch depth passed to build_pipeline, >= 0.")
-flags.DEFINE_integer("seed", 0, "Data order seed.")
-FLAGS = flags.FLAGS
+from experiments import cli
+from muon_jax import data
+from muon_jax.config import field
 
 
-def run():
-  from muon_jax import data
-  data.validate_corpus_spec(FLAGS.corpus)
-  for spec in FLAGS.tokenizers:
-    data.validate_tokenizer_spec(spec)
-  validate.check_range("sentencepiece_vocab", FLAGS.sentencepiece_vocab, low=0)
-  validate.check_range("seq_len", FLAGS.seq_len, low=1)
-  validate.check_range("batch_size", FLAGS.batch_size, low=1)
-  validate.check_range("min_tokens", FLAGS.min_tokens, low=1)
-  validate.check_range("prefetch", FLAGS.prefetch, low=0)
+@dataclasses.dataclass(frozen=True)
+class BenchDataConfig:
+  """What the data benchmark times."""
+  corpus: str = field("stdlib", "corpus spec: stdlib | files:PATH | hf:NAME[:CONFIG]")
+  tokenizers: tuple[str, ...] = field(("bytes", "train:4096", "train:32000"),
+                                      "tokenizer specs to time")
+  sentencepiece_vocab: int = field(4096, "also time a SentencePiece .model of this vocab (PATH "
+                                   "form); 0 skips it", low=0)
+  seq_len: int = field(1024, "packed sequence length", low=1)
+  batch_size: int = field(8, "rows per batch", low=1)
+  min_tokens: int = field(2_000_000, "tokens packed per measurement", low=1)
+  prefetch: int = field(0, "prefetch depth passed to build_pipeline", low=0)
+  seed: int = field(0, "data order seed", low=0)
 
+
+FLAGS = cli.define_flags(BenchDataConfig)
+flags.DEFINE_string("out_dir", "out/bench_data",
+                    "Where bench_data.json (and the tokenizer cache) go.")
+
+
+def main(argv):
+  del argv
+  with cli.flag_errors():
+    cfg = cli.config_from_flags(BenchDataConfig)
+    data.validate_corpus_spec(cfg.corpus)
+    for spec in cfg.tokenizers:
+      data.validate_tokenizer_spec(spec)
+    cli.check_out_dir(FLAGS.out_dir)
+  run(cfg)
+
+
+def run(cfg: BenchDataConfig):
   from muon_jax import results
   cache = os.path.join(FLAGS.out_dir, "tokenizer_cache")
-  specs = list(FLAGS.tokenizers)
-  if FLAGS.sentencepiece_vocab:
+  specs = list(cfg.tokenizers)
+  if cfg.sentencepiece_vocab:
     t0 = time.perf_counter()
     os.makedirs(cache, exist_ok=True)
-    model = data.train_sentencepiece(data.corpus_sample(FLAGS.corpus), FLAGS.sentencepiece_vocab,
-                                     os.path.join(cache, f"sp{FLAGS.sentencepiece_vocab}.model"))
-    logging.info("trained SentencePiece %d in %.1fs", FLAGS.sentencepiece_vocab, time.perf_counter() - t0)
+    model = data.train_sentencepiece(data.corpus_sample(cfg.corpus), cfg.sentencepiece_vocab,
+                                     os.path.join(cache, f"sp{cfg.sentencepiece_vocab}.model"))
+    logging.info("trained SentencePiece %d in %.1fs", cfg.sentencepiece_vocab, time.perf_counter() - t0)
     specs.append(model)
 
   rows = []
   for spec in specs:
     t0 = time.perf_counter()
-    it = data.build_pipeline(FLAGS.corpus, spec, seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size,
-                             seed=FLAGS.seed, cache_dir=cache, prefetch=FLAGS.prefetch)
+    it = data.build_pipeline(cfg.corpus, spec, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
+                             seed=cfg.seed, cache_dir=cache, prefetch=cfg.prefetch)
     build_s = time.perf_counter() - t0
     n_tokens, t0 = 0, time.perf_counter()
-    while n_tokens < FLAGS.min_tokens:
+    while n_tokens < cfg.min_tokens:
       n_tokens += next(it).size
     elapsed = time.perf_counter() - t0
     it.close()
@@ -71,8 +83,8 @@ def run():
   base = next((r["tokens_per_s"] for r in rows if r["tokenizer"] == "bytes"), None)
   for r in rows:
     r["ratio_vs_bytes"] = r["tokens_per_s"] / base if base else None
-  result = {"corpus": FLAGS.corpus, "seq_len": FLAGS.seq_len, "batch_size": FLAGS.batch_size,
-            "prefetch": FLAGS.prefetch, "cpu_count": os.cpu_count(), "results": rows}
+  result = {"corpus": cfg.corpus, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
+            "prefetch": cfg.prefetch, "cpu_count": os.cpu_count(), "results": rows}
   results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_data.json"), result)
   for r in rows:
     ratio = f"{r['ratio_vs_bytes']:.4f}x bytes" if base else ""
@@ -80,10 +92,5 @@ def run():
           f"{r['tokens_per_s']:12.4g} tokens/s  {ratio}")
 
 
-def main(argv):
-  del argv
-  validate.run_or_exit(run)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

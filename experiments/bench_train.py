@@ -3,7 +3,7 @@
   python -m experiments.bench_train                          # tiny on this machine (+160M FLOP count)
   python -m experiments.bench_train --model=160m --steps=5   # GPU: paper batch 512 x 1024, bf16
   python -m experiments.bench_train --model=160m --steps=0 --micro_batch=16 --global_batch=16 \
-      --loss_chunk=2048 --sweep_micro_batches=1,2,4,8,16,32,64   # CPU: memory analysis only
+      --loss_chunk=1024 --sweep_micro_batches=4,8,16,32,64   # CPU: memory analysis only
 
 Per optimizer: XLA's memory analysis of the compiled step for one micro-batch
 (arguments, outputs, temporaries, peak_memory_bytes), XLA's FLOP count of the
@@ -12,8 +12,9 @@ median step time, tokens/s and MFU of the real step, both optimizers timed
 interleaved in this process. --profile writes a jax.profiler trace
 (TensorBoard / Perfetto). --sweep_micro_batches adds peak memory against micro
 batch per --sweep_remat policy and the largest micro batch within
---memory_budget_gb. The logic is `muon_jax.step_bench`; writes
-out_dir/bench_train.json.
+--memory_budget_gb. With several devices, --ns_shard_report compares replicated
+and sharded Newton-Schulz (FLOPs per device, Muon update and step time). The
+logic is `muon_jax.step_bench`; writes out_dir/bench_train.json.
 """
 
 import os
@@ -44,6 +45,13 @@ def _print(out: dict) -> None:
           f"{out['devices']} device(s), {out['compute_dtype']}, batch {out['global_batch']}x"
           f"{out['seq_len']}, micro {out['micro_batch']}, peak {out['peak_tflops_per_device']:.2f} "
           f"TFLOP/s from {out['peak_source']})")
+  if "ns_shard" in out:
+    r = out["ns_shard"]
+    print(f"NS sharded over {r['devices']} devices: NS GFLOP/device "
+          f"{r['ns_gflops_per_device_replicated']:.3f} -> {r['ns_gflops_per_device_sharded']:.3f} "
+          f"(x{r['ns_flops_ratio']:.3f}); Muon update {r['muon_update_s_replicated'] * 1e3:.1f} -> "
+          f"{r['muon_update_s_sharded'] * 1e3:.1f} ms (x{r['muon_update_time_ratio']:.3f}); whole "
+          f"step x{r['step_time_ratio']:.3f}")
   sweep = out.get("memory_sweep")
   if sweep:
     for opt in (k for k in sweep if k != "budget_bytes"):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 _META = "muon_jax"
 
@@ -37,9 +39,9 @@ def field(default: Any, doc: str, *, low: float | None = None, high: float | Non
   Returns:
     A `dataclasses.field` with the metadata `check` and the flag helper read.
   """
-  meta = dict(doc=doc, low=low, high=high, low_open=low_open, high_open=high_open,
-              choices=tuple(choices) if choices is not None else None, nonempty=nonempty,
-              unique=unique)
+  meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+          "choices": tuple(choices) if choices is not None else None, "nonempty": nonempty,
+          "unique": unique}
   return dataclasses.field(default=default, metadata={_META: meta})
 
 
@@ -55,7 +57,7 @@ def element_type(cls, f: dataclasses.Field) -> tuple[type, bool]:
   if origin in (tuple, list):
     args = [a for a in typing.get_args(hint) if a is not Ellipsis]
     return (args[0] if args else str), True
-  if origin is typing.Union:  # Optional[X]
+  if origin in (typing.Union, types.UnionType):  # Optional[X] or X | None
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0], False
   return hint, False

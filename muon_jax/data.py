@@ -41,7 +41,6 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from muon_jax.results import atomic_write_bytes
-from muon_jax.validate import FlagError
 
 CORPUS_FORMS = "stdlib | files:PATH | hf:NAME[:CONFIG]"
 TOKENIZER_FORMS = "bytes | train:VOCAB (258 <= VOCAB <= 1048576) | PATH (tokenizer.json or SentencePiece .model)"
@@ -64,27 +63,27 @@ class CorpusSpec:
 
 
 def validate_corpus_spec(spec: str) -> CorpusSpec:
-  """Parses --corpus; raises FlagError (one line, listing valid forms) if bad."""
+  """Parses a corpus spec; raises ValueError (one line, listing valid forms) if bad."""
   spec = str(spec).strip()
   if spec == "stdlib":
     return CorpusSpec("stdlib")
   if spec.startswith("files:"):
     path = spec[len("files:"):]
     if not path:
-      raise FlagError(f"--corpus={spec!r}: files: needs a path; valid forms: {CORPUS_FORMS}")
+      raise ValueError(f"corpus={spec!r}: files: needs a path; valid forms: {CORPUS_FORMS}")
     if not os.path.exists(path):
-      raise FlagError(f"--corpus={spec!r}: no such file or directory {path!r}; valid forms: {CORPUS_FORMS}")
+      raise ValueError(f"corpus={spec!r}: no such file or directory {path!r}; valid forms: {CORPUS_FORMS}")
     return CorpusSpec("files", os.path.abspath(path))
   if spec.startswith("hf:"):
     name, _, config = spec[len("hf:"):].partition(":")
     if not name:
-      raise FlagError(f"--corpus={spec!r}: hf: needs a dataset name; valid forms: {CORPUS_FORMS}")
+      raise ValueError(f"corpus={spec!r}: hf: needs a dataset name; valid forms: {CORPUS_FORMS}")
     return CorpusSpec("hf", name, config or None)
-  raise FlagError(f"--corpus={spec!r} is not a valid corpus; valid forms: {CORPUS_FORMS}")
+  raise ValueError(f"corpus={spec!r} is not a valid corpus; valid forms: {CORPUS_FORMS}")
 
 
 def validate_tokenizer_spec(spec: str) -> tuple[str, object]:
-  """Parses --tokenizer into ("bytes", None) | ("train", vocab) | ("path", file)."""
+  """Parses a tokenizer spec into ("bytes", None) | ("train", vocab) | ("path", file)."""
   spec = str(spec).strip()
   if spec == "bytes":
     return "bytes", None
@@ -92,20 +91,20 @@ def validate_tokenizer_spec(spec: str) -> tuple[str, object]:
     try:
       vocab = int(spec[len("train:"):])
     except ValueError:
-      raise FlagError(f"--tokenizer={spec!r}: VOCAB must be an integer; valid forms: {TOKENIZER_FORMS}") from None
+      raise ValueError(f"tokenizer={spec!r}: VOCAB must be an integer; valid forms: {TOKENIZER_FORMS}") from None
     if not 258 <= vocab <= 1 << 20:
-      raise FlagError(f"--tokenizer={spec!r}: VOCAB={vocab} out of range; valid forms: {TOKENIZER_FORMS}")
+      raise ValueError(f"tokenizer={spec!r}: VOCAB={vocab} out of range; valid forms: {TOKENIZER_FORMS}")
     return "train", vocab
   path = spec
   if os.path.isdir(path):
     for name in ("tokenizer.json", "tokenizer.model"):
       if os.path.isfile(os.path.join(path, name)):
         return "path", os.path.join(path, name)
-    raise FlagError(f"--tokenizer={spec!r}: folder has no tokenizer.json or tokenizer.model; valid forms: {TOKENIZER_FORMS}")
+    raise ValueError(f"tokenizer={spec!r}: folder has no tokenizer.json or tokenizer.model; valid forms: {TOKENIZER_FORMS}")
   if os.path.isfile(path) and path.endswith((".json", ".model")):
     return "path", path
   reason = "not a .json/.model file" if os.path.exists(path) else "no such file"
-  raise FlagError(f"--tokenizer={spec!r} ({reason}); valid forms: {TOKENIZER_FORMS}")
+  raise ValueError(f"tokenizer={spec!r} ({reason}); valid forms: {TOKENIZER_FORMS}")
 
 
 # ---------------------------------------------------------------------------
@@ -125,7 +124,8 @@ def _permutation(n: int, *salt) -> list[int]:
   return sorted(range(n), key=lambda i: _hash64(prefix, i))
 
 
-def _in_eval(text: str, fraction: float) -> bool:
+def in_eval_split(text: str, fraction: float) -> bool:
+  """Whether a document belongs to the held-out split (a keyed hash of its text)."""
   return _hash64(b"split", text.encode("utf-8", "replace")) < fraction * 2.0 ** 64
 
 
@@ -143,7 +143,7 @@ class _Shard:
 def _text_field(obj, where: str) -> str:
   if not isinstance(obj, dict) or "text" not in obj:
     keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-    raise FlagError(f"{where}: record has no 'text' field (has {keys})")
+    raise ValueError(f"{where}: record has no 'text' field (has {keys})")
   return obj["text"] or ""
 
 
@@ -170,7 +170,7 @@ class _LocalSource:
     import pyarrow.parquet as pq
     table = pq.read_table(shard.path)
     if "text" not in table.column_names:
-      raise FlagError(f"{shard.path}: parquet file has no 'text' column (has {table.column_names})")
+      raise ValueError(f"{shard.path}: parquet file has no 'text' column (has {table.column_names})")
     return [t or "" for t in table.column("text").to_pylist()]
 
   def iter_docs(self, shard: _Shard, start: int, order_salt) -> Iterator[tuple[int, str]]:
@@ -180,7 +180,7 @@ class _LocalSource:
       yield i, docs[order[i]]
 
 
-def _stdlib_source() -> _LocalSource:
+def stdlib_source() -> _LocalSource:
   """The interpreter's own standard library .py files (sources + docstrings).
 
   Deterministic order: sorted relative paths under dirname(os.__file__);
@@ -196,7 +196,7 @@ def _stdlib_source() -> _LocalSource:
         path = os.path.join(folder, name)
         shards.append(_Shard(os.path.relpath(path, root), "text", path))
   if not shards:
-    raise FlagError(f"--corpus=stdlib: no .py files found under {root}")
+    raise ValueError(f"corpus=stdlib: no .py files found under {root}")
   fingerprint = f"stdlib:{sys.version_info[:3]}:{len(shards)}:{sum(os.path.getsize(s.path) for s in shards)}"
   return _LocalSource(shards, fingerprint, f"stdlib ({root}, {len(shards)} files)")
 
@@ -220,7 +220,7 @@ def _files_source(path: str) -> _LocalSource:
           full = os.path.join(folder, name)
           files.append((os.path.relpath(full, path), full))
     if not files:
-      raise FlagError(f"--corpus=files:{path}: folder holds no text ({', '.join(TEXT_EXTENSIONS)}), "
+      raise ValueError(f"corpus=files:{path}: folder holds no text ({', '.join(TEXT_EXTENSIONS)}), "
                       ".jsonl or .parquet files")
   shards = [_Shard(rel, kind_of(full), full) for rel, full in files]
   fingerprint = "files:" + ",".join(f"{rel}:{os.path.getsize(full)}" for rel, full in files)
@@ -235,14 +235,14 @@ class _HFSource:
     try:
       import datasets
     except ImportError:
-      raise FlagError("--corpus=hf:... needs the `data` extra: pip install 'muon_jax[data]'") from None
+      raise ValueError("corpus=hf:... needs the `data` extra: pip install 'muon_jax[data]'") from None
     try:
       ds = datasets.load_dataset(name, config, split="train", streaming=True)
     except Exception as e:  # the error types vary by datasets version / backend
-      raise FlagError(f"--corpus=hf:{name}{':' + config if config else ''}: could not open the dataset "
+      raise ValueError(f"corpus=hf:{name}{':' + config if config else ''}: could not open the dataset "
                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if ds.column_names is not None and "text" not in ds.column_names:
-      raise FlagError(f"--corpus=hf:{name}: dataset has no 'text' column (has {ds.column_names})")
+      raise ValueError(f"corpus=hf:{name}: dataset has no 'text' column (has {ds.column_names})")
     if ds.column_names is not None and len(ds.column_names) > 1:
       ds = ds.select_columns(["text"])  # parquet: read only the text column
     self._ds = ds
@@ -261,7 +261,7 @@ class _HFSource:
 
 def _make_source(spec: CorpusSpec):
   if spec.kind == "stdlib":
-    return _stdlib_source()
+    return stdlib_source()
   if spec.kind == "files":
     return _files_source(spec.path)
   return _HFSource(spec.path, spec.config)
@@ -288,7 +288,7 @@ class _DocStream:
       return False
     if self.doc_fraction is None:
       return True
-    return _in_eval(text, self.doc_fraction) == (self.split == "eval")
+    return in_eval_split(text, self.doc_fraction) == (self.split == "eval")
 
   def shard_order(self, epoch: int) -> list[int]:
     perm = _permutation(len(self.shard_ids), self.seed, self.split, epoch, "shards")
@@ -307,7 +307,7 @@ class _DocStream:
             yield (epoch, sp, d), text
         doc = 0
       if full_epoch and not produced:
-        raise FlagError(f"--corpus={self.corpus}: no non-empty documents in split {self.split!r}")
+        raise ValueError(f"corpus={self.corpus}: no non-empty documents in split {self.split!r}")
       epoch, shard_pos = epoch + 1, 0
 
 
@@ -429,7 +429,7 @@ def _make_tokenizer(kind: str, arg, stream: _DocStream, cache_dir: str | None, s
     try:
       return HFTokenizer(Tokenizer.from_file(arg), arg)
     except Exception as e:
-      raise FlagError(f"--tokenizer={arg!r}: not a tokenizers JSON file ({e})") from None
+      raise ValueError(f"tokenizer={arg!r}: not a tokenizers JSON file ({e})") from None
   # "train:VOCAB": cached on disk, keyed by the corpus contents fingerprint and the recipe.
   from tokenizers import Tokenizer
   key = _hash64(_TOKENIZER_FORMAT, stream.source.fingerprint, arg, sample_chars, stream.doc_fraction)
@@ -471,6 +471,11 @@ class PackedBatches:
                       "split": stream.split}
     self._encode_chunk = encode_chunk
     self.set_state({"epoch": 0, "shard": 0, "doc": 0, "token": 0, **self._identity})
+
+  @property
+  def shard_count(self) -> int:
+    """Shards (files) of the corpus split this iterator streams."""
+    return len(self._stream.source.shards)
 
   @property
   def description(self) -> str:
@@ -594,14 +599,14 @@ def build_pipeline(corpus: str = "stdlib", tokenizer: str = "bytes", *, seq_len:
       (same batches and states as prefetch=0; call .close() to stop it early).
   """
   if split not in ("train", "eval"):
-    raise FlagError(f"split={split!r} is not allowed; choose from train, eval")
+    raise ValueError(f"split={split!r} is not allowed; choose from train, eval")
   for name, v in (("seq_len", seq_len), ("batch_size", batch_size)):
     if not isinstance(v, (int, np.integer)) or v < 1:
-      raise FlagError(f"--{name}={v!r} is out of range; allowed [1, inf)")
+      raise ValueError(f"{name}={v!r} is out of range; allowed [1, inf)")
   if not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
-    raise FlagError(f"prefetch={prefetch!r} is out of range; allowed [0, inf)")
+    raise ValueError(f"prefetch={prefetch!r} is out of range; allowed [0, inf)")
   if not 0.0 < eval_fraction < 1.0:
-    raise FlagError(f"eval_fraction={eval_fraction} is out of range; allowed (0, 1)")
+    raise ValueError(f"eval_fraction={eval_fraction} is out of range; allowed (0, 1)")
   spec = validate_corpus_spec(corpus)
   tok_kind, tok_arg = validate_tokenizer_spec(tokenizer)
   stream = _DocStream(_make_source(spec), split, int(seed), eval_fraction, str(corpus).strip())

@@ -48,9 +48,9 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from muon_jax import config, results
 from muon_jax import metrics as metrics_lib
-from muon_jax import results
-from muon_jax.validate import FlagError, check_choices, check_range
+from muon_jax.config import field
 
 NORMALIZATIONS = ("unit", "spectral", "frobenius")
 _AXIS = "probe_devices"
@@ -58,31 +58,24 @@ _AXIS = "probe_devices"
 
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig:
-  """Probe settings (paper App 12 defaults). Flag names are `--probe_<field>`.
+  """Probe settings; defaults are the paper's App 12 values.
 
-  path: target parameter, matched as a contiguous run of '/'-separated path
-    components of the model's 2-D `nnx.Param` paths ("layers/9/mlp/down_proj"
-    is the 10th layer, 0-based index 9).
-  grad_batches: batches averaged for the exact gradient (paper: 50).
-  eval_batches: fixed batches averaged at each grid point (paper: 10).
-  bulk_index: 1-based singular pair of the bulk direction (paper: 500); when
-    it exceeds min(m, n) the middle of the spectrum, min(m, n) // 2 + 1, is
-    used instead and logged.
-  grid: points per axis (paper: 41); alpha_range, beta_range: axis limits.
-  normalization: direction scale, one of NORMALIZATIONS (see module doc).
-  chunk: grid points vmapped together on each device per call.
-  save_arrays: keep the gradient and covariance matrices (written to .npz).
+  `path` is matched as a contiguous run of '/'-separated components of the
+  model's 2-D `nnx.Param` paths ("layers/9/mlp/down_proj" is the 10th layer,
+  0-based index 9). When `bulk_index` exceeds min(m, n) the middle of the
+  spectrum, min(m, n) // 2 + 1, is used instead and logged.
   """
-  path: str = "layers/9/mlp/down_proj"
-  grad_batches: int = 50
-  eval_batches: int = 10
-  bulk_index: int = 500
-  grid: int = 41
-  alpha_range: tuple[float, float] = (-1.0, 1.0)
-  beta_range: tuple[float, float] = (-1.0, 1.0)
-  normalization: str = "unit"
-  chunk: int = 8
-  save_arrays: bool = True
+  path: str = field("layers/9/mlp/down_proj", "target 2-D parameter (0-based layer index)")
+  grad_batches: int = field(50, "batches averaged for the exact gradient", low=1)
+  eval_batches: int = field(10, "fixed batches averaged at each grid point", low=1)
+  bulk_index: int = field(500, "1-based singular pair of the bulk direction", low=2)
+  grid: int = field(41, "grid points per axis", low=3)
+  alpha_range: tuple[float, ...] = field((-1.0, 1.0), "spike-axis range low,high")
+  beta_range: tuple[float, ...] = field((-1.0, 1.0), "bulk-axis range low,high")
+  normalization: str = field("unit", "direction scale (see the module doc)",
+                             choices=NORMALIZATIONS)
+  chunk: int = field(8, "grid points vmapped together on each device per call", low=1)
+  save_arrays: bool = field(True, "keep the gradient and covariance matrices (.npz)")
 
 
 class ProbeResult(dict):
@@ -99,31 +92,21 @@ class ProbeResult(dict):
 
 
 def validate_probe_config(cfg: ProbeConfig) -> None:
-  """Raises FlagError for settings that cannot describe a probe."""
-  check_range("probe_grad_batches", cfg.grad_batches, low=1)
-  check_range("probe_eval_batches", cfg.eval_batches, low=1)
-  check_range("probe_bulk_index", cfg.bulk_index, low=2)
-  check_range("probe_grid", cfg.grid, low=3)
-  check_range("probe_chunk", cfg.chunk, low=1)
-  check_choices("probe_normalization", cfg.normalization, NORMALIZATIONS)
-  for name, (lo, hi) in (("probe_alpha_range", cfg.alpha_range),
-                         ("probe_beta_range", cfg.beta_range)):
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-      raise FlagError(f"--{name}={lo},{hi} must be two finite numbers with low < high")
+  """Raises ValueError, starting with the field's name, for settings that
+  cannot describe a probe."""
+  config.check(cfg)
+  for name in ("alpha_range", "beta_range"):
+    bounds = tuple(getattr(cfg, name))
+    if len(bounds) != 2 or not (np.all(np.isfinite(bounds)) and bounds[0] < bounds[1]):
+      raise ValueError(f"{name}={','.join(map(str, bounds))} must be two finite numbers "
+                       "low,high with low < high")
   if not cfg.path.strip("/"):
-    raise FlagError("--probe_path must name a 2-D parameter, got an empty path")
+    raise ValueError("path must name a 2-D parameter, got an empty path")
 
 
 def _display(path: str) -> str:
   """'layers/0/kernel/value' -> 'layers/0/kernel' (NNX Variable leaves end in /value)."""
   return path[:-len("/value")] if path.endswith("/value") else path
-
-
-def matrix_params(model: nnx.Module) -> dict[str, tuple[int, ...]]:
-  """Paths (as in CONTRACTS.md, minus the '/value' leaf) and shapes of 2-D params."""
-  flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
-  return {_display(jax.tree_util.keystr(p, simple=True, separator="/")): tuple(x.shape)
-          for p, x in flat if len(x.shape) == 2}
 
 
 def _matches(path: str, query: str) -> bool:
@@ -134,7 +117,7 @@ def _matches(path: str, query: str) -> bool:
 def resolve_target(model: nnx.Module, path: str) -> tuple[int, str, tuple[int, int]]:
   """(leaf index in the flattened Param state, full path, shape) of the target.
 
-  Raises FlagError (listing the valid 2-D paths) unless exactly one 2-D
+  Raises ValueError (listing the valid 2-D paths) unless exactly one 2-D
   parameter with both dimensions >= 2 matches `path`.
   """
   flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
@@ -144,7 +127,7 @@ def resolve_target(model: nnx.Module, path: str) -> tuple[int, str, tuple[int, i
   if len(hits) != 1:
     listing = ", ".join(f"{p} {list(s)}" for _, p, s in valid) or "none"
     what = "matches no" if not hits else f"is ambiguous ({len(hits)} matches) among the"
-    raise FlagError(f"--probe_path={path!r} {what} 2-D parameters; valid paths: {listing}")
+    raise ValueError(f"path={path!r} {what} 2-D parameters; valid paths: {listing}")
   return hits[0]
 
 
@@ -221,13 +204,13 @@ def _compiled(graphdef, treedef, index: int, loss_fn: Callable, devices: tuple):
           pm(evaluate, in_axes=(None, None, None, None, None, 0, None)))
 
 
-def _take(batches: Iterable, count: int, flag: str) -> list[np.ndarray]:
+def _take(batches: Iterable, count: int, name: str) -> list[np.ndarray]:
   taken = [np.asarray(b) for b in itertools.islice(iter(batches), count)]
   if len(taken) < count:
-    raise FlagError(f"--{flag}={count} but only {len(taken)} batches were supplied")
+    raise ValueError(f"{name}={count} but only {len(taken)} batches were supplied")
   shapes = {(b.shape, b.dtype.str) for b in taken}
   if len(shapes) != 1:
-    raise FlagError(f"--{flag}: batches must share one shape and dtype, got {sorted(shapes)}")
+    raise ValueError(f"{name}: batches must share one shape and dtype, got {sorted(shapes)}")
   return taken
 
 
@@ -258,8 +241,8 @@ def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
   index, path, (m, n) = resolve_target(model, cfg.path)
   devices = tuple(devices or jax.local_devices())
   n_dev = len(devices)
-  grads = _take(grad_batches, cfg.grad_batches, "probe_grad_batches")
-  evals_E = np.stack(_take(eval_batches, cfg.eval_batches, "probe_eval_batches"))
+  grads = _take(grad_batches, cfg.grad_batches, "grad_batches")
+  evals_E = np.stack(_take(eval_batches, cfg.eval_batches, "eval_batches"))
   alpha, beta = grid_axes(cfg)
 
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -406,47 +389,3 @@ def load_probes(run_dir: str) -> list[dict]:
     if name.startswith("probe_step") and name.endswith(".json"):
       found.append(results.load_json(os.path.join(run_dir, name)))
   return sorted(found, key=lambda r: r["step"])
-
-
-def kinematic_claims(runs: dict[str, list[dict]], baseline: str = "adamw",
-                     candidate: str = "muon") -> dict:
-  """Checks the paper's three Sec 4.3 claims on probe results of two runs.
-
-  At the last milestone both runs share: (1) the candidate's target has the
-  higher effective rank; (2) its spike range collapses: it ends below the
-  baseline's and shrinks from the first to the last shared milestone by a
-  larger factor than the baseline's does (the paper reports two orders of
-  magnitude, recorded as `two_orders_of_magnitude`); (3) its center loss is
-  lower. Returns {"available": False, "reason": ...} when the runs can't be
-  compared.
-  """
-  if baseline not in runs or candidate not in runs:
-    return {"available": False, "reason": f"need runs labelled {baseline!r} and {candidate!r}, "
-                                          f"got {sorted(runs)}"}
-  by = {lb: {p["step"]: p["metrics"] for p in runs[lb]} for lb in (baseline, candidate)}
-  common = sorted(set(by[baseline]) & set(by[candidate]))
-  if not common:
-    return {"available": False, "reason": "the runs share no probe step"}
-  first, last = common[0], common[-1]
-  b, c = by[baseline], by[candidate]
-  shrink = lambda run: run[first]["spike_range"] / max(run[last]["spike_range"], 1e-30)
-  return {
-      "available": True, "steps": common, "final_step": last,
-      "higher_effective_rank": {
-          "holds": c[last]["effective_rank"] > b[last]["effective_rank"],
-          "holds_at_every_step": all(c[s]["effective_rank"] > b[s]["effective_rank"]
-                                     for s in common),
-          baseline: b[last]["effective_rank"], candidate: c[last]["effective_rank"]},
-      "spike_range_collapse": {
-          "holds": (c[last]["spike_range"] < b[last]["spike_range"]
-                    and (len(common) < 2 or shrink(c) > shrink(b))),
-          f"{baseline}_over_{candidate}_at_final": b[last]["spike_range"]
-                                                   / max(c[last]["spike_range"], 1e-30),
-          f"{candidate}_first_over_last": shrink(c), f"{baseline}_first_over_last": shrink(b),
-          "two_orders_of_magnitude": shrink(c) >= 100.0,
-          baseline: b[last]["spike_range"], candidate: c[last]["spike_range"]},
-      "lower_center_loss": {
-          "holds": c[last]["center_loss"] < b[last]["center_loss"],
-          "holds_at_every_step": all(c[s]["center_loss"] < b[s]["center_loss"] for s in common),
-          baseline: b[last]["center_loss"], candidate: c[last]["center_loss"]},
-  }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from absl import logging
 
 
 def _clock(seconds: float) -> str:
-  seconds = int(round(seconds))
+  seconds = round(seconds)
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
   return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
@@ -37,7 +38,7 @@ class Progress:
     eta = elapsed / self._timed * left if self._timed else float("nan")
     pct = 100.0 * self.done / self.total if self.total else 100.0
     line = (f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) elapsed {_clock(elapsed)}, "
-            f"ETA {_clock(eta) if eta == eta else '?'}")
+            f"ETA {_clock(eta) if math.isfinite(eta) else '?'}")
     if detail:
       line += f" | {detail}"
     logging.info(line)

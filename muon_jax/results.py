@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from typing import Any
+
+import numpy as np
+
+
+def to_json(obj: Any) -> Any:
+  """A JSON-ready copy of `obj`: NaN and +-inf become None, NumPy scalars and
+  arrays become Python numbers and lists, tuples become lists, keys strings.
+
+  Strict JSON has no NaN; a never-crossed step or an undefined ratio is
+  written as null and read back as None.
+  """
+  if isinstance(obj, dict):
+    return {str(k): to_json(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [to_json(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return to_json(obj.tolist())
+  if isinstance(obj, (bool, np.bool_)):
+    return bool(obj)
+  if isinstance(obj, (int, np.integer)):
+    return int(obj)
+  if isinstance(obj, (float, np.floating)):
+    value = float(obj)
+    return value if math.isfinite(value) else None
+  if hasattr(obj, "__array__") and hasattr(obj, "shape"):  # jax arrays
+    return to_json(np.asarray(obj))
+  return obj
 
 
 def atomic_write_json(path: str, obj: Any) -> None:

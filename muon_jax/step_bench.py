@@ -79,6 +79,8 @@ class BenchTrainConfig:
                                   low=0, low_open=True)
   profile: str = field("", "Folder for a jax.profiler trace of 2 steps per optimizer "
                        "(empty = no trace)")
+  ns_shard_report: bool = field(True, "With > 1 device and steps > 0: Newton-Schulz FLOPs per "
+                                "device and Muon update / whole step time, replicated vs sharded")
 
 
 def resolved_shape(cfg: BenchTrainConfig) -> tuple[int, int, int, str]:
@@ -159,6 +161,8 @@ def analyze_step(tcfg: tr.TrainConfig, micro_batch: int, *, flops: bool = True) 
   mcfg = tr.model_config(tcfg, vocab_size(tcfg.model))
   graphdef, state = nnx.split(llama.abstract_model(mcfg))
   params = nnx.to_pure_dict(state)
+  # One device: Newton-Schulz is never sharded here.
+  tcfg = dataclasses.replace(tcfg, shard_muon=False)
   optimizer = tr.build_optimizer(tcfg)
   opt_state = jax.eval_shape(optimizer.init, params)
   device = jax.local_devices()[0]
@@ -232,8 +236,27 @@ def _peak_flops(tcfg: tr.TrainConfig, device) -> tuple[float, str]:
   return benchmarking.matmul_peak_gflops(n=1024) * 1e9, "measured f32 1024^3 matmul on this CPU"
 
 
-def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> dict:
-  """Median step times per optimizer, interleaved; optionally traced."""
+class _Runner:
+  """One optimizer's replicated state on `devices`; each call runs one step in place."""
+
+  def __init__(self, tcfg: tr.TrainConfig, graphdef, params, batch, devices, **overrides):
+    c = dataclasses.replace(tcfg, **overrides)
+    opt = tr.build_optimizer(c, len(devices))
+    self.step_fn = tr.data_parallel(tr.make_train_step(graphdef, opt, c), devices)
+    self.params = tr.replicate(params, devices)
+    self.opt_state = tr.replicate(opt.init(params), devices)
+    self.batch = batch
+    self.step = 0
+
+  def __call__(self):
+    self.step += 1
+    self.params, self.opt_state, m = self.step_fn(self.params, self.opt_state,
+                                                  np.int32(self.step), self.batch)
+    return m["loss"]
+
+
+def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> tuple[dict, dict | None]:
+  """Median step times per optimizer, interleaved; optionally traced; NS shard report."""
   from muon_jax import benchmarking
   mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
   key = jax.random.key(0)
@@ -243,24 +266,10 @@ def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> dict:
                       np.int32)
   batch = tr.split_batch(tokens, len(devices), tcfg.micro_batch)
 
-  class Runner:
-    """One optimizer's replicated state; each call runs one step in place."""
+  def make_runner(opt_name, **overrides):
+    return _Runner(tcfg, graphdef, params, batch, devices, optimizer=opt_name, **overrides)
 
-    def __init__(self, opt_name):
-      c = dataclasses.replace(tcfg, optimizer=opt_name)
-      opt = tr.build_optimizer(c)
-      self.step_fn = tr.data_parallel(tr.make_train_step(graphdef, opt, c), devices)
-      self.params = tr.replicate(params, devices)
-      self.opt_state = tr.replicate(opt.init(params), devices)
-      self.step = 0
-
-    def __call__(self):
-      self.step += 1
-      self.params, self.opt_state, m = self.step_fn(self.params, self.opt_state,
-                                                    np.int32(self.step), batch)
-      return m["loss"]
-
-  runners = {name: Runner(name) for name in cfg.optimizers}
+  runners = {name: make_runner(name) for name in cfg.optimizers}
   times = benchmarking.median_times(list(runners.values()), cfg.steps)
   if cfg.profile:
     with jax.profiler.trace(cfg.profile, create_perfetto_trace=True):
@@ -268,7 +277,53 @@ def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> dict:
         for _ in range(2):
           with jax.profiler.TraceAnnotation(f"{name}_step"):
             jax.block_until_ready(runner())
-  return dict(zip(runners, times, strict=True))
+  shard = None
+  if cfg.ns_shard_report and len(devices) > 1 and "muon" in cfg.optimizers:
+    shard = ns_shard_report(tcfg, params, devices, make_runner, cfg.steps)
+  return dict(zip(runners, times, strict=True)), shard
+
+
+def ns_shard_report(tcfg: tr.TrainConfig, params, devices, make_runner, repeats: int) -> dict:
+  """Replicated vs sharded Newton–Schulz on the same Muon group and devices.
+
+  NS FLOPs per device come from the static plan (`sharded_muon.balance`);
+  times are medians of interleaved runs in this process: the Muon group's
+  optimizer update alone (momentum + NS + all-gather) and the whole trainer
+  step (`make_runner("muon", shard_muon=...)`).
+  """
+  from muon_jax import benchmarking, sharded_muon
+  from muon_jax.muon import muon_labels
+
+  n_dev = len(devices)
+  muon_params = jax.tree.map(lambda p, label: p if label == "muon" else None, params,
+                             muon_labels(params))
+  shapes = [tuple(x.shape) for x in jax.tree.leaves(muon_params)]
+  plan = sharded_muon.balance(shapes, n_dev, tcfg.ns_steps)
+  per_device = sharded_muon.plan_flops(plan, shapes, tcfg.ns_steps)
+  replicated = sum(per_device)
+
+  def update_runner(shard):
+    opt = tr.build_optimizer(dataclasses.replace(tcfg, optimizer="muon", shard_muon=shard), n_dev)
+    key = jax.random.key(1)
+    grads = jax.tree.map(lambda p: np.asarray(jax.random.normal(key, p.shape), p.dtype), params)
+    g_rep, s_rep = tr.replicate(grads, devices), tr.replicate(opt.init(params), devices)
+    p_rep = tr.replicate(params, devices)
+    f = jax.pmap(lambda g, s, p: opt.update(g, s, p)[0], axis_name=tr.AXIS, devices=devices)
+    return lambda: f(g_rep, s_rep, p_rep)
+
+  upd = benchmarking.median_times([update_runner(False), update_runner(True)], repeats)
+  step = benchmarking.median_times([make_runner("muon", shard_muon=False),
+                                    make_runner("muon", shard_muon=True)], repeats)
+  upd_med = [float(np.median(t)) for t in upd]
+  step_med = [float(np.median(t)) for t in step]
+  return {"devices": n_dev, "muon_matrices": sum(len(p) for p in plan),
+          "ns_gflops_per_device_replicated": replicated / 1e9,
+          "ns_gflops_per_device_sharded": max(per_device) / 1e9,
+          "ns_flops_ratio": max(per_device) / replicated,
+          "muon_update_s_replicated": upd_med[0], "muon_update_s_sharded": upd_med[1],
+          "muon_update_time_ratio": upd_med[1] / upd_med[0],
+          "step_s_replicated": step_med[0], "step_s_sharded": step_med[1],
+          "step_time_ratio": step_med[1] / step_med[0]}
 
 
 def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
@@ -282,13 +337,14 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
     Shape and options, `llama_160m_reference`, per optimizer the step
     analysis (`peak_memory_bytes`, FLOPs) and, when timed, step times,
     tokens/s and MFU; `muon_over_adamw_step_time` when both are timed;
+    `ns_shard` (see `ns_shard_report`) when timed on several devices;
     `memory_sweep` when `sweep_micro_batches` is set.
   """
   config_lib.check(cfg)
   llama.check_attention_backend(cfg.attention)
   tcfg = train_config(cfg)
   tr.validate_config(tcfg)
-  tcfg, devices = tr.resolve_batching(tcfg)
+  tcfg, devices, _ = tr.resolve_batching(tcfg)
   n_dev = len(devices)
   mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
   m160 = llama.llama_160m()
@@ -312,7 +368,10 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
     peak, out["peak_source"] = _peak_flops(tcfg, devices[0])
     out["peak_tflops_per_device"] = peak / 1e12
     tokens_per_step = tcfg.global_batch * tcfg.seq_len
-    for name, t in _time_steps(cfg, tcfg, devices).items():
+    times, shard = _time_steps(cfg, tcfg, devices)
+    if shard is not None:
+      out["ns_shard"] = shard
+    for name, t in times.items():
       med = float(np.median(t))
       tps = tokens_per_step / med
       out[name] |= {"step_s_median": med, "step_s_all": t, "tokens_per_s": tps,

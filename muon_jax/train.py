@@ -1,12 +1,14 @@
 """Data-parallel LLaMA pre-training: AdamW vs Muon(+AdamW) (paper Sec 4.3, App 12).
 
-One training step on each device d of D local devices:
+One training step on each device d of the D devices of all P processes:
   grads_d = mean over A micro-batches (B_micro, L+1) of grad lm_loss   (lax.scan)
   grads   = pmean_d grads_d                                             (lax.pmean)
   clip to global norm `clip_norm` (1.0), optimizer update at the peak LR,
   multiply the update by the schedule factor of the *global step* (so a
   skipped non-finite step does not shift the schedule), apply.
-global_batch = num_processes * D * A * B_micro sequences.
+global_batch = D * A * B_micro sequences; each process feeds its local
+devices its 1/P slice of the same global batch. With shard_muon each device
+runs Newton–Schulz on a 1/D share of the Muon matrices (`sharded_muon`).
 
 The schedule (App 12): LR = peak for the first 90% of steps, then cosine
 decay to 1% of peak over the last 10%, no warm-up. Both optax.adamw and Muon
@@ -22,9 +24,16 @@ hold finite parameters (and `save` re-checks).
 
 Checkpoints (Orbax CheckpointManager, every `ckpt_every` steps, keep
 `keep_checkpoints`): unreplicated params and optimizer state as NumPy, plus a
-JSON record of step, data-iterator state, RNG key data and guard counters.
-`resume=True` restores the latest one; the continued run reproduces the
-uninterrupted one bit for bit on the same machine.
+JSON record of step, data-iterator state, RNG key data, guard counters and
+the run config. `resume=True` first checks the config against the stored
+one (`resume_changes`), then restores the latest checkpoint; the continued
+run reproduces the uninterrupted one bit for bit on the same machine.
+SIGTERM / SIGINT stop every process after the same step with a checkpoint
+(summary status "preempted"; the binary exits with EXIT_PREEMPTED).
+
+A multi-process job calls `initialize_distributed(cfg)` in every process
+first; only process 0 writes metrics.jsonl, TensorBoard events, loss.png
+and summary.json, while all processes take part in Orbax's saves.
 
 `data_parallel` is the single place that maps the per-device step over
 devices (pmap); a jit + sharding path would replace only it.
@@ -35,6 +44,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import socket
+import threading
 import time
 from typing import Any, Optional
 
@@ -45,11 +57,12 @@ import optax
 from absl import logging
 from flax import nnx
 
-from muon_jax import results
+from muon_jax import config, results, sharded_muon
+from muon_jax.config import field
 from muon_jax.losses import next_token_loss
 from muon_jax.models import llama
 from muon_jax.muon import muon_with_adamw
-from muon_jax.validate import FlagError, check_choices, check_range
+from muon_jax.progress import Progress
 
 AXIS = "data"
 MODELS = ("tiny", "160m")
@@ -63,93 +76,111 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10G":
                "TPU v6": 918.0}
 
 
+# Optional[X], not X | None: config.element_type recognises typing.Optional.
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """All knobs of a run. Defaults: tiny model, CPU-sized; paper values in BUILD_NOTES.
+  """All knobs of a run. Defaults: tiny model, CPU-sized; paper values in BUILD_NOTES."""
+  model: str = field("tiny", "model preset", choices=MODELS)
+  optimizer: str = field("muon", "adamw on all params, or Muon on 2-D hidden weights + AdamW "
+                         "on embed/lm_head/norms", choices=OPTIMIZERS)
+  steps: int = field(300, "training steps (paper: 10000)", low=1)
+  global_batch: int = field(16, "sequences per step over all devices of all processes "
+                            "(paper: 512)", low=1)
+  micro_batch: int = field(0, "sequences per device per micro-step; 0: global_batch / devices, "
+                           "no accumulation", low=0)
+  seq_len: int = field(128, "tokens per sequence (paper: 1024)", low=1)
+  lr: float = field(1e-3, "AdamW run: peak LR", low=0, low_open=True)
+  muon_lr: float = field(1e-3, "Muon run: peak LR of the Muon group", low=0, low_open=True)
+  adam_lr: Optional[float] = field(None, "Muon run: peak LR of the AdamW group (unset: muon_lr)",  # noqa: UP045
+                                   low=0, low_open=True)
+  adam_b1: float = field(0.9, "AdamW beta1", low=0, high=1, high_open=True)
+  adam_b2: float = field(0.95, "AdamW beta2", low=0, high=1, high_open=True)
+  adam_eps: float = field(1e-8, "AdamW epsilon", low=0)
+  weight_decay: float = field(0.1, "AdamW decoupled weight decay (both runs)", low=0)
+  muon_weight_decay: float = field(0.1, "Muon decoupled weight decay", low=0)
+  muon_momentum: float = field(0.95, "Muon momentum", low=0, high=1, high_open=True)
+  ns_coeffs: str = field("kimi", "Newton-Schulz coefficient preset",
+                         choices=("kimi", "dion", "polar_express"))
+  ns_steps: int = field(5, "Newton-Schulz iterations", low=1)
+  shard_muon: Optional[bool] = field(None, "split the Newton-Schulz work over the data-parallel "  # noqa: UP045
+                                     "devices and all-gather (unset: on when devices > 1)")
+  clip_norm: float = field(1.0, "global gradient-norm clip", low=0, low_open=True)
+  decay_start: float = field(0.9, "fraction of steps at the peak LR before the cosine decay",
+                             low=0, high=1)
+  final_lr_frac: float = field(0.01, "LR at the last step over the peak LR", low=0, high=1)
+  seed: int = field(0, "seed of init, data order, eval and probe streams")
+  out_dir: str = field("runs/train_llama", "output folder (metrics, checkpoints, figures)")
+  ckpt_every: int = field(100, "checkpoint period in steps (0: only at the end)", low=0)
+  keep_checkpoints: int = field(3, "checkpoints kept", low=1)
+  resume: bool = field(False, "continue from the latest checkpoint in out_dir")
+  allow_schedule_change: bool = field(False, "on resume, accept a changed LR schedule (peak LRs, "
+                                      "decay_start, final_lr_frac, or steps moving the decay)")
+  corpus: str = field("stdlib", "stdlib | files:PATH | hf:NAME[:CONFIG]")
+  tokenizer: str = field("bytes", "bytes | train:VOCAB | PATH")
+  data_cache_dir: Optional[str] = field(None, "tokenizer/corpus cache folder (unset: default)")  # noqa: UP045
+  compute_dtype: str = field("float32", "compute dtype (paper: bfloat16)", choices=DTYPES)
+  param_dtype: str = field("float32", "parameter storage dtype", choices=DTYPES)
+  log_every: int = field(10, "log period in steps", low=1)
+  eval_every: int = field(50, "held-out eval period in steps (0: no eval)", low=0)
+  eval_batches: int = field(4, "held-out batches of global_batch sequences per eval", low=1)
+  max_nonfinite: int = field(5, "stop after this many consecutive non-finite steps", low=1)
+  num_devices: int = field(0, "devices per process (0: all local devices)", low=0)
+  peak_tflops: float = field(0.0, "per-device peak TFLOP/s for MFU (0: known GPU/TPU table)",
+                             low=0)
+  probe_steps: tuple[int, ...] = field((), "steps after whose update the landscape probe runs "
+                                       "(paper: 100,10000)", low=1, nonempty=False)
+  probe: Any = None  # landscape.ProbeConfig, required when probe_steps is set
+  probe_batch: int = field(0, "sequences per probe batch (0: micro_batch)", low=0)
+  step_sleep_s: float = field(0.0, "sleep after each step (kill/resume demos and tests only)",
+                              low=0)
+  coordinator_address: str = field("", "multi-process: host:port of process 0 (empty: one "
+                                   "process)")
+  num_processes: int = field(1, "multi-process: number of processes in the job", low=1)
+  process_id: int = field(0, "multi-process: this process's index, 0 .. num_processes - 1",
+                          low=0)
+  coordinator_timeout_s: int = field(300, "multi-process: seconds to wait for the coordinator "
+                                     "and all processes", low=1)
+  attention: str = field("xla", "attention implementation of jax.nn.dot_product_attention "
+                         "(cudnn: NVIDIA GPU, bfloat16; auto: cudnn where possible)",
+                         choices=tuple(llama.ATTENTION_IMPLEMENTATIONS))
+  remat: str = field("none", "per-block rematerialisation policy (none keeps all activations)",
+                     choices=tuple(llama.REMAT_POLICIES))
+  loss_chunk: int = field(0, "tokens per logits chunk in the loss (0: full logits)", low=0)
 
-  lr: AdamW's peak LR in the AdamW run. muon_lr: Muon's peak LR in the Muon
-  run; adam_lr: the AdamW group's LR there (None: same as muon_lr, which the
-  Kimi 0.2·sqrt(max(m, n)) scaling makes sensible). micro_batch: sequences
-  per device per micro-step (0: global_batch / devices, no accumulation).
-  num_devices: local devices to use (0: all). probe_batch: sequences per
-  probe batch (0: micro_batch).
-  """
-  model: str = "tiny"
-  optimizer: str = "muon"
-  steps: int = 300
-  global_batch: int = 16
-  micro_batch: int = 0
-  seq_len: int = 128
-  lr: float = 1e-3
-  muon_lr: float = 1e-3
-  adam_lr: Optional[float] = None
-  adam_b1: float = 0.9
-  adam_b2: float = 0.95
-  adam_eps: float = 1e-8
-  weight_decay: float = 0.1
-  muon_weight_decay: float = 0.1
-  muon_momentum: float = 0.95
-  ns_coeffs: str = "kimi"
-  ns_steps: int = 5
-  clip_norm: float = 1.0
-  decay_start: float = 0.9
-  final_lr_frac: float = 0.01
-  seed: int = 0
-  out_dir: str = "runs/train_llama"
-  ckpt_every: int = 100
-  keep_checkpoints: int = 3
-  resume: bool = False
-  corpus: str = "stdlib"
-  tokenizer: str = "bytes"
-  data_cache_dir: Optional[str] = None
-  compute_dtype: str = "float32"
-  param_dtype: str = "float32"
-  log_every: int = 10
-  max_nonfinite: int = 5
-  num_devices: int = 0
-  peak_tflops: float = 0.0
-  probe_steps: tuple[int, ...] = ()
-  probe: Any = None  # landscape.ProbeConfig
-  probe_batch: int = 0
-  step_sleep_s: float = 0.0  # throttle (kill/resume demos and tests only)
-  attention: str = "xla"  # llama.ATTENTION_IMPLEMENTATIONS
-  remat: str = "none"  # llama.REMAT_POLICIES
-  loss_chunk: int = 0  # tokens per logits chunk in the loss; 0 = full logits
+
+# Resume policy: settings that define the model, the optimizer or the data
+# order must match the checkpoint; the LR schedule may change only when
+# allowed; the rest (steps extension, cadence, devices, launch) is listed.
+# Not recorded: resume-time switches, the probe object and process_id (which
+# differs between the processes of one job).
+RESUME_FIXED = ("model", "optimizer", "global_batch", "seq_len", "seed", "corpus", "tokenizer",
+                "compute_dtype", "param_dtype", "adam_b1", "adam_b2", "adam_eps", "weight_decay",
+                "muon_weight_decay", "muon_momentum", "ns_coeffs", "ns_steps", "clip_norm")
+RESUME_SCHEDULE = ("lr", "muon_lr", "adam_lr", "decay_start", "final_lr_frac")
+RESUME_IGNORED = ("resume", "allow_schedule_change", "probe", "process_id")
+
+# Exit status of a run stopped by SIGTERM / SIGINT after saving its checkpoint
+# (EX_TEMPFAIL: try again later, here with --resume).
+EXIT_PREEMPTED = 75
 
 
 def validate_config(cfg: TrainConfig) -> None:
-  """Device-free checks; raises FlagError naming the flag and allowed range."""
-  check_choices("model", cfg.model, MODELS)
-  check_choices("optimizer", cfg.optimizer, OPTIMIZERS)
-  check_choices("compute_dtype", cfg.compute_dtype, DTYPES)
-  check_choices("param_dtype", cfg.param_dtype, DTYPES)
-  check_choices("attention", cfg.attention, tuple(llama.ATTENTION_IMPLEMENTATIONS))
-  check_choices("remat", cfg.remat, tuple(llama.REMAT_POLICIES))
-  check_range("loss_chunk", cfg.loss_chunk, low=0)
-  try:
-    llama.check_attention_backend(cfg.attention)
-    llama.PRESETS[cfg.model](dtype=cfg.compute_dtype, attention=cfg.attention)
-  except ValueError as e:
-    raise FlagError(f"--{e}") from None
-  for name in ("steps", "global_batch", "seq_len", "log_every", "max_nonfinite", "keep_checkpoints",
-               "ns_steps"):
-    check_range(name, getattr(cfg, name), low=1)
-  for name in ("micro_batch", "ckpt_every", "num_devices", "probe_batch", "peak_tflops",
-               "step_sleep_s", "weight_decay", "muon_weight_decay", "adam_eps"):
-    check_range(name, getattr(cfg, name), low=0)
-  for name in ("lr", "muon_lr", "clip_norm"):
-    check_range(name, getattr(cfg, name), low=0, low_inclusive=False)
-  if cfg.adam_lr is not None:
-    check_range("adam_lr", cfg.adam_lr, low=0, low_inclusive=False)
-  for name in ("adam_b1", "adam_b2", "muon_momentum"):
-    check_range(name, getattr(cfg, name), low=0, high=1, high_inclusive=False)
-  check_range("decay_start", cfg.decay_start, low=0, high=1)
-  check_range("final_lr_frac", cfg.final_lr_frac, low=0, high=1)
+  """Device-free checks; raises ValueError starting with the field's name."""
+  config.check(cfg)
+  llama.check_attention_backend(cfg.attention)
+  llama.PRESETS[cfg.model](dtype=cfg.compute_dtype, attention=cfg.attention)
   max_len = llama.PRESETS[cfg.model]().max_position_embeddings
-  check_range("seq_len", cfg.seq_len, low=1, high=max_len)
-  check_range("probe_steps", list(cfg.probe_steps), low=1, high=cfg.steps)
+  if cfg.seq_len > max_len:
+    raise ValueError(f"seq_len={cfg.seq_len} exceeds the {cfg.model} model's {max_len} positions")
+  if any(s > cfg.steps for s in cfg.probe_steps):
+    raise ValueError(f"probe_steps={','.join(map(str, cfg.probe_steps))} must be <= steps "
+                     f"({cfg.steps})")
   if cfg.probe_steps and cfg.probe is None:
-    raise FlagError("--probe_steps needs a probe config (landscape.ProbeConfig)")
+    raise ValueError("probe_steps needs a probe config (landscape.ProbeConfig)")
+  if cfg.process_id >= cfg.num_processes:
+    raise ValueError(f"process_id={cfg.process_id} must be < num_processes ({cfg.num_processes})")
+  if cfg.num_processes > 1 and not cfg.coordinator_address:
+    raise ValueError(f"coordinator_address is required with num_processes={cfg.num_processes}")
 
 
 def lr_factor(step, total_steps: int, decay_start: float = 0.9, final_frac: float = 0.01):
@@ -159,7 +190,7 @@ def lr_factor(step, total_steps: int, decay_start: float = 0.9, final_frac: floa
   final + (1 - final) * (1 + cos(pi * t)) / 2 with t going linearly from 0 to 1
   at the last step, so the last update uses exactly final_frac * peak.
   """
-  n_const = int(round(decay_start * total_steps))
+  n_const = round(decay_start * total_steps)
   n_decay = max(total_steps - n_const, 1)
   t = jnp.clip((jnp.asarray(step, jnp.float32) - n_const) / n_decay, 0.0, 1.0)
   return final_frac + (1.0 - final_frac) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
@@ -179,7 +210,8 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> llama.LlamaConfig:
   if cfg.model == "tiny":
     base = base.replace(vocab_size=vocab_size)
   elif vocab_size > base.vocab_size:
-    raise FlagError(f"--tokenizer has vocab {vocab_size} > model vocab {base.vocab_size}")
+    raise ValueError(f"tokenizer={cfg.tokenizer} has vocab {vocab_size} > the model's "
+                     f"{base.vocab_size}")
   return base.replace(dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype,
                       attention=cfg.attention, remat=cfg.remat)
 
@@ -190,16 +222,24 @@ def init_params(mcfg: llama.LlamaConfig, key) -> tuple[Any, dict]:
   return graphdef, nnx.to_pure_dict(state)
 
 
-def build_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-  """Peak-LR optimizer (the schedule multiplies its updates in the step)."""
+def build_optimizer(cfg: TrainConfig, num_devices: int = 1) -> optax.GradientTransformation:
+  """Peak-LR optimizer (the schedule multiplies its updates in the step).
+
+  With cfg.shard_muon and num_devices > 1 the Muon group's Newton–Schulz
+  work is split over the AXIS devices (`sharded_muon`); its update must then
+  run inside `data_parallel`. Same state tree either way.
+  """
   if cfg.optimizer == "adamw":
     return optax.adamw(cfg.lr, b1=cfg.adam_b1, b2=cfg.adam_b2, eps=cfg.adam_eps,
                        weight_decay=cfg.weight_decay)
-  return muon_with_adamw(
-      cfg.muon_lr, adam_learning_rate=cfg.adam_lr, adam_b1=cfg.adam_b1, adam_b2=cfg.adam_b2,
-      adam_eps=cfg.adam_eps, adam_weight_decay=cfg.weight_decay,
-      muon_weight_decay=cfg.muon_weight_decay, beta=cfg.muon_momentum, coeffs=cfg.ns_coeffs,
-      steps=cfg.ns_steps)
+  kwargs = {"adam_learning_rate": cfg.adam_lr, "adam_b1": cfg.adam_b1, "adam_b2": cfg.adam_b2,
+            "adam_eps": cfg.adam_eps, "adam_weight_decay": cfg.weight_decay,
+            "muon_weight_decay": cfg.muon_weight_decay, "beta": cfg.muon_momentum,
+            "coeffs": cfg.ns_coeffs, "steps": cfg.ns_steps}
+  if cfg.shard_muon and num_devices > 1:
+    return sharded_muon.muon_with_adamw(cfg.muon_lr, axis_name=AXIS, num_devices=num_devices,
+                                        **kwargs)
+  return muon_with_adamw(cfg.muon_lr, **kwargs)
 
 
 def _tree_all_finite(tree) -> jax.Array:
@@ -268,7 +308,7 @@ def split_batch(batch_GxL1: np.ndarray, n_dev: int, micro: int) -> np.ndarray:
   return batch_GxL1.reshape(n_dev, g // (n_dev * micro), micro, l1)
 
 
-def peak_flops(cfg: TrainConfig, device) -> Optional[float]:
+def peak_flops(cfg: TrainConfig, device) -> float | None:
   """Per-device peak FLOP/s: cfg.peak_tflops, else the table, else None (unknown)."""
   if cfg.peak_tflops > 0:
     return cfg.peak_tflops * 1e12
@@ -279,16 +319,49 @@ def peak_flops(cfg: TrainConfig, device) -> Optional[float]:
   return None
 
 
-def mfu(tokens_per_s: float, flops_per_token: float, peak: Optional[float], n_devices: int):
+def mfu(tokens_per_s: float, flops_per_token: float, peak: float | None, n_devices: int):
   """Model FLOP utilization: achieved model FLOP/s over n_devices x peak (None if unknown)."""
   return None if peak is None else tokens_per_s * flops_per_token / (peak * n_devices)
 
 
-def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
-  """Multi-host: jax.distributed.initialize before any device is touched."""
-  if coordinator_address:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+def _wait_for_coordinator(address: str, timeout_s: float) -> None:
+  """Polls a TCP connect to `address` until it answers or `timeout_s` passes.
+
+  The runtime's own connect aborts the whole process (a C++ fatal error) when
+  it times out, so a non-coordinator process checks reachability first and
+  can fail with a one-line ValueError instead.
+  """
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise ValueError(f"coordinator_address={address} not reachable within {timeout_s:g}s "
+                         f"({e.strerror or e}); start process 0 first or check host and port"
+                         ) from None
+      time.sleep(0.5)
+
+
+def initialize_distributed(cfg: TrainConfig) -> None:
+  """Joins a multi-process job before any device is touched (no-op for one process).
+
+  Enables JAX's CPU collectives (gloo) so emulated CPU devices of several
+  processes form one pmap axis; accelerators ignore the setting.
+  """
+  if cfg.num_processes == 1:
+    return
+  host, _, port = cfg.coordinator_address.rpartition(":")
+  if not host or not port.isdigit():
+    raise ValueError(f"coordinator_address={cfg.coordinator_address!r} must be host:port")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if cfg.process_id != 0:
+    _wait_for_coordinator(cfg.coordinator_address, cfg.coordinator_timeout_s)
+  jax.distributed.initialize(coordinator_address=cfg.coordinator_address,
+                             num_processes=cfg.num_processes, process_id=cfg.process_id,
+                             initialization_timeout=cfg.coordinator_timeout_s)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -312,7 +385,7 @@ def save_checkpoint(mngr, step: int, params, opt_state, meta: dict) -> bool:
   return True
 
 
-def restore_checkpoint(mngr, params, opt_state, step: Optional[int] = None):
+def restore_checkpoint(mngr, params, opt_state, step: int | None = None):
   """(params, opt_state, meta) of `step` (default latest) shaped like the given trees."""
   import orbax.checkpoint as ocp
   step = mngr.latest_step() if step is None else step
@@ -323,10 +396,62 @@ def restore_checkpoint(mngr, params, opt_state, step: Optional[int] = None):
   return state["params"], state["opt_state"], out["meta"]
 
 
+def read_checkpoint_meta(mngr, step: int | None = None) -> dict:
+  """The JSON record of checkpoint `step` (default latest), without touching the arrays."""
+  import orbax.checkpoint as ocp
+  step = mngr.latest_step() if step is None else step
+  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def stored_config(cfg: TrainConfig) -> dict:
+  """The settings a checkpoint and summary.json record (all but resume-time switches)."""
+  return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_IGNORED}
+
+
+def resume_changes(stored: dict, cfg: TrainConfig, start: int) -> list[str]:
+  """Checks a resumed run's config against the checkpoint's; returns what changed.
+
+  Raises ValueError naming every changed model / optimizer / data-order
+  setting, and every LR-schedule change (including a steps change that
+  moves the schedule over steps already run, or at the next step) unless
+  cfg.allow_schedule_change. Returns "name: old -> new" for the settings that
+  may change (to be logged).
+  """
+  new = stored_config(cfg)
+  changed = [k for k in new if k in stored and _as_stored(new[k]) != stored[k]]
+  fixed = [k for k in changed if k in RESUME_FIXED]
+  if fixed:
+    listing = ", ".join(f"{k}={new[k]} (checkpoint: {stored[k]})" for k in fixed)
+    raise ValueError(f"{fixed[0]}: resume cannot change the model, optimizer or data order: "
+                     f"{listing}; use a new out_dir")
+  schedule = [k for k in changed if k in RESUME_SCHEDULE]
+  if "steps" in changed:
+    upto = np.arange(1, start + 2)
+    old = lr_factor(upto, stored["steps"], stored["decay_start"], stored["final_lr_frac"])
+    now = lr_factor(upto, cfg.steps, stored["decay_start"], stored["final_lr_frac"])
+    if not np.array_equal(np.asarray(old), np.asarray(now)):
+      schedule.append("steps")
+  if schedule and not cfg.allow_schedule_change:
+    listing = ", ".join(f"{k}={new[k]} (checkpoint: {stored[k]})" for k in schedule)
+    raise ValueError(f"{schedule[0]}: resume would change the LR schedule at step {start}: "
+                     f"{listing}; pass allow_schedule_change to accept it")
+  return [f"{k}: {stored[k]} -> {new[k]}" for k in changed if k not in fixed]
+
+
+def _as_stored(value):
+  """A config value as it reads back from the checkpoint's JSON."""
+  return json.loads(json.dumps(value))
+
+
 # ---------------------------------------------------------------- training
 
 def _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices):
-  """Runs landscape.probe on the current weights from a dedicated eval stream."""
+  """Runs landscape.probe on the current weights from a dedicated eval stream.
+
+  landscape.probe spreads its batches over this process's devices only, so
+  in a multi-process job every process computes the same probe from the
+  same batches (no cross-process collective) and process 0 writes it.
+  """
   from muon_jax import data as data_lib
   from muon_jax import landscape
   if landscape.probe_done(cfg.out_dir, step):
@@ -340,145 +465,323 @@ def _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices):
   eval_batches = [next(stream) for _ in range(cfg.probe.eval_batches)]
   t0 = time.perf_counter()
   result = landscape.probe(model, lm_loss, grad_batches, eval_batches, cfg.probe, devices=devices)
-  path = landscape.save_probe(cfg.out_dir, step, result)
-  logging.info("probe at step %d written to %s (%.1fs)", step, path, time.perf_counter() - t0)
+  if jax.process_index() == 0:
+    path = landscape.save_probe(cfg.out_dir, step, result)
+    logging.info("probe at step %d written to %s (%.1fs)", step, path, time.perf_counter() - t0)
 
 
-def _rewrite_metrics(path: str, upto_step: int) -> None:
-  """Keeps metrics rows with step <= upto_step (a resumed run rewrites the rest)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    rows = [line for line in f if line.strip() and json.loads(line)["step"] <= upto_step]
-  results.atomic_write_bytes(path, "".join(rows).encode())
+class _MetricsWriter:
+  """Process 0's outputs: metrics.jsonl rows, TensorBoard events, loss.png.
+
+  A resumed run first drops rows (and TensorBoard events) after the restored
+  step, so the files describe one run. Other processes write nothing.
+  """
+
+  def __init__(self, out_dir: str, start: int, title: str, enabled: bool):
+    self.enabled, self.title = enabled, title
+    self.path = os.path.join(out_dir, "metrics.jsonl")
+    self.rows: list[dict] = []
+    self._tb = None
+    if not enabled:
+      return
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        self.rows = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= start]
+    results.atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+    from tensorboardX import SummaryWriter
+    self._tb = SummaryWriter(os.path.join(out_dir, "tensorboard"), purge_step=start + 1,
+                             flush_secs=30)
+
+  def write(self, row: dict) -> None:
+    if not self.enabled:
+      return
+    self.rows.append(row)
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    for key, value in row.items():
+      if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._tb.add_scalar(f"train/{key}" if key != "eval_loss" else "eval/loss", value,
+                            row["step"])
+
+  def refresh_figure(self) -> None:
+    """Redraws loss.png (train and eval loss) from the rows so far."""
+    if not self.enabled or not self.rows:
+      return
+    from muon_jax.figures import train as train_figures
+    for name, fig in train_figures.figures({"metrics": self.rows, "title": self.title}).items():
+      results.save_figure(fig, os.path.join(os.path.dirname(self.path), name))
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
 
 
-def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list]:
-  """Fills micro_batch, picks devices, checks global_batch divisibility (FlagError)."""
+class _StopRequest:
+  """SIGTERM / SIGINT handlers that only record the request.
+
+  The training loop polls `requested` at each step boundary, so a signal
+  never interrupts a step or a checkpoint write. Handlers are installed only
+  from the main thread and restored on exit.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is None:
+      self.signum = signum
+      logging.warning("%s received: saving a checkpoint at the end of this step, then exiting",
+                      signal.Signals(signum).name)
+
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+
+
+def _any_process(flag: bool) -> bool:
+  """True on every process when `flag` is True on any (a collective: all must call)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def make_eval_step(graphdef):
+  """Per-device eval(params, batch_AxBxL1) -> mean loss over all devices (under AXIS)."""
+
+  def eval_fn(params, batch_AxBxL1):
+    model = nnx.merge(graphdef, params)
+    losses = jax.lax.map(lambda b: lm_loss(model, b), batch_AxBxL1)
+    return jax.lax.pmean(losses.mean(), AXIS)
+
+  return eval_fn
+
+
+def select_devices(num_devices: int) -> tuple[list, list]:
+  """(global devices, this process's devices): the first `num_devices` local
+  devices of every process (0: all), in process order.
+
+  pmap's collectives span exactly the devices it is given, so every process
+  must pass the same global list; its local part is where this process's
+  slice of the batch goes.
+  """
   local = jax.local_devices()
-  if cfg.num_devices > len(local):
-    raise FlagError(f"--num_devices={cfg.num_devices} but only {len(local)} local devices")
-  devices = local[:cfg.num_devices or len(local)]
-  total_dev = len(devices) * jax.process_count()
+  if num_devices > len(local):
+    raise ValueError(f"num_devices={num_devices} but only {len(local)} local devices")
+  per_process = num_devices or len(local)
+  by_process = {}
+  for d in jax.devices():
+    by_process.setdefault(d.process_index, []).append(d)
+  global_devices = [d for p in sorted(by_process) for d in sorted(
+      by_process[p], key=lambda d: d.id)[:per_process]]
+  return global_devices, [d for d in global_devices if d.process_index == jax.process_index()]
+
+
+def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list, list]:
+  """Fills micro_batch and shard_muon, picks devices, checks the launch shape.
+
+  Returns (config, global devices, local devices). Raises ValueError naming
+  num_processes when the runtime disagrees with it, global_batch when it is
+  not a multiple of global devices x micro_batch, and shard_muon when it is
+  requested with one device.
+  """
+  if jax.process_count() != cfg.num_processes:
+    raise ValueError(f"num_processes={cfg.num_processes} but the runtime has "
+                     f"{jax.process_count()} processes (call initialize_distributed first)")
+  global_devices, local_devices = select_devices(cfg.num_devices)
+  total_dev = len(global_devices)
   micro = cfg.micro_batch or cfg.global_batch // total_dev
   if micro < 1 or cfg.global_batch % (total_dev * micro):
-    raise FlagError(f"--global_batch={cfg.global_batch} must be a positive multiple of "
-                    f"devices ({total_dev}) x --micro_batch ({micro})")
-  return dataclasses.replace(cfg, micro_batch=micro), devices
+    raise ValueError(f"global_batch={cfg.global_batch} must be a positive multiple of "
+                     f"devices ({total_dev}) x micro_batch ({micro})")
+  if cfg.shard_muon and total_dev == 1:
+    raise ValueError("shard_muon needs more than one data-parallel device; this run has 1")
+  shard = total_dev > 1 if cfg.shard_muon is None else cfg.shard_muon
+  return (dataclasses.replace(cfg, micro_batch=micro, shard_muon=shard), global_devices,
+          local_devices)
+
+
+def _check_probe_target(cfg: TrainConfig, mcfg: llama.LlamaConfig) -> None:
+  """The probe path must name a 2-D parameter of this model (abstract, no compile)."""
+  from muon_jax import landscape
+  landscape.check_probe(nnx.eval_shape(lambda: llama.Llama(mcfg, rngs=nnx.Rngs(0))), cfg.probe)
 
 
 def train(cfg: TrainConfig) -> dict:
-  """Runs (or resumes) training; returns a JSON-able summary (also in out_dir/summary.json)."""
+  """Runs (or resumes) training; returns a JSON-able summary (also in out_dir/summary.json).
+
+  Call `initialize_distributed(cfg)` first in every process of a
+  multi-process job. Status "preempted" means SIGTERM / SIGINT stopped the
+  run after a checkpoint; resume it with resume=True.
+  """
   from muon_jax import data as data_lib
   validate_config(cfg)
-  cfg, devices = resolve_batching(cfg)
+  cfg, global_devices, devices = resolve_batching(cfg)
   n_dev, n_proc, pid = len(devices), jax.process_count(), jax.process_index()
-  accum = cfg.global_batch // (n_dev * n_proc * cfg.micro_batch)
+  accum = cfg.global_batch // (len(global_devices) * cfg.micro_batch)
   os.makedirs(cfg.out_dir, exist_ok=True)
-  metrics_path = os.path.join(cfg.out_dir, "metrics.jsonl")
 
   root = jax.random.key(cfg.seed)
-  # Training data order is defined by --seed; the probe stream by a derived seed.
+  # Training data order is defined by seed; eval and probe streams by derived seeds.
   probe_seed = int(jax.random.randint(jax.random.fold_in(root, 2), (), 0, 2**31 - 1))
+  eval_seed = int(jax.random.randint(jax.random.fold_in(root, 3), (), 0, 2**31 - 1))
   # Every process reads the same global batch and keeps its slice, so the
-  # data position is one number shared by all hosts.
+  # data position is one number shared by all processes.
   stream = data_lib.build_pipeline(cfg.corpus, cfg.tokenizer, seq_len=cfg.seq_len,
                                    batch_size=cfg.global_batch, seed=cfg.seed, split="train",
                                    cache_dir=cfg.data_cache_dir)
   mcfg = model_config(cfg, stream.vocab_size)
-  graphdef, params = init_params(mcfg, jax.random.fold_in(root, 0))
-  optimizer = build_optimizer(cfg)
-  opt_state = optimizer.init(params)
+  if cfg.probe_steps:
+    _check_probe_target(cfg, mcfg)
 
   mngr = _checkpoint_manager(cfg.out_dir, cfg.keep_checkpoints)
-  start, nonfinite_total, consecutive = 0, 0, 0
-  if mngr.latest_step() is not None and not cfg.resume:
-    raise FlagError(f"--out_dir={cfg.out_dir} already has checkpoints; pass --resume or a new --out_dir")
-  if cfg.resume and mngr.latest_step() is not None:
+  start, nonfinite_total, consecutive, stored = 0, 0, 0, None
+  if mngr.latest_step() is not None:
+    if not cfg.resume:
+      raise ValueError(f"out_dir={cfg.out_dir} already has checkpoints; resume or use a new out_dir")
+    stored = read_checkpoint_meta(mngr)
+    if "config" not in stored:
+      raise ValueError(f"out_dir={cfg.out_dir}: the latest checkpoint records no run config "
+                       "(written by an older trainer), so resuming cannot be checked")
+    for line in resume_changes(stored["config"], cfg, int(stored["step"])):
+      logging.info("resume: %s", line)
+
+  graphdef, params = init_params(mcfg, jax.random.fold_in(root, 0))
+  optimizer = build_optimizer(cfg, len(global_devices))
+  opt_state = optimizer.init(params)
+  if stored is not None:
     params, opt_state, meta = restore_checkpoint(mngr, params, opt_state)
-    if not np.array_equal(np.asarray(meta["rng"], np.uint32), np.asarray(jax.random.key_data(root))):
-      raise FlagError(f"--seed={cfg.seed} differs from the checkpoint's; resume with the same seed")
     start, nonfinite_total = int(meta["step"]), int(meta["nonfinite_total"])
     stream.set_state(meta["data_state"])
     logging.info("resumed from step %d (%s)", start, mngr.directory)
-  if pid == 0 and cfg.resume:
-    _rewrite_metrics(metrics_path, start)
-  elif pid == 0:
-    results.atomic_write_bytes(metrics_path, b"")
 
+  title = f"LLaMA-{cfg.model}, {cfg.optimizer}, global batch {cfg.global_batch}x{cfg.seq_len}"
+  writer = _MetricsWriter(cfg.out_dir, start, title, enabled=pid == 0)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   fpt = llama.flops_per_token(mcfg, cfg.seq_len)
   peak = peak_flops(cfg, devices[0])
   logging.info("model=%s params=%d devices=%d x %d processes, micro=%d, accum=%d, global=%d, "
-               "optimizer=%s, %s", cfg.model, n_params, n_dev, n_proc, cfg.micro_batch, accum,
-               cfg.global_batch, cfg.optimizer, devices[0].device_kind)
+               "optimizer=%s, shard_muon=%s, %s", cfg.model, n_params, n_dev, n_proc,
+               cfg.micro_batch, accum, cfg.global_batch, cfg.optimizer, cfg.shard_muon,
+               devices[0].device_kind)
 
-  step_fn = data_parallel(make_train_step(graphdef, optimizer, cfg), devices)
+  step_fn = data_parallel(make_train_step(graphdef, optimizer, cfg), global_devices)
   params_rep, opt_rep = replicate(params, devices), replicate(opt_state, devices)
   del params, opt_state
   per_proc = cfg.global_batch // n_proc
+  local_slice = slice(pid * per_proc, (pid + 1) * per_proc)
   tokens_per_step = cfg.global_batch * cfg.seq_len
+
+  eval_fn, eval_data = None, []
+  if cfg.eval_every:
+    eval_fn = jax.pmap(make_eval_step(graphdef), axis_name=AXIS, devices=global_devices)
+    eval_stream = data_lib.build_pipeline(
+        cfg.corpus, cfg.tokenizer, seq_len=cfg.seq_len, batch_size=cfg.global_batch,
+        seed=eval_seed, split="eval", cache_dir=cfg.data_cache_dir)
+    eval_data = [split_batch(next(eval_stream)[local_slice], n_dev, cfg.micro_batch)
+                 for _ in range(cfg.eval_batches)]
 
   def meta(step):
     return {"step": step, "data_state": stream.get_state(),
             "rng": np.asarray(jax.random.key_data(root)).tolist(),
-            "nonfinite_total": nonfinite_total, "model": cfg.model, "optimizer": cfg.optimizer}
+            "nonfinite_total": nonfinite_total, "config": stored_config(cfg)}
 
+  def checkpoint(step):
+    save_checkpoint(mngr, step, unreplicate(params_rep), unreplicate(opt_rep), meta(step))
+
+  progress = Progress(cfg.steps, "train", done=start)
   status, last, losses = "ok", None, []
-  t_last, steps_since = time.perf_counter(), 0
-  for step in range(start + 1, cfg.steps + 1):
-    batch = next(stream)[pid * per_proc:(pid + 1) * per_proc]
-    params_rep, opt_rep, m = step_fn(params_rep, opt_rep, jnp.int32(step),
-                                     split_batch(batch, n_dev, cfg.micro_batch))
-    steps_since += 1
-    m = {k: float(v) for k, v in unreplicate(m).items()}  # blocks: the guard needs this verdict
-    if m["finite"]:
-      consecutive = 0
-    else:
-      consecutive += 1
-      nonfinite_total += 1
-      logging.warning("step %d: non-finite loss/grad (loss=%s, grad_norm=%s); update skipped "
-                      "(%d consecutive, %d total)", step, m["loss"], m["grad_norm"], consecutive,
-                      nonfinite_total)
-    losses.append(m["loss"])
-    if step % cfg.log_every == 0 or step in (1, start + 1, cfg.steps) or not m["finite"]:
-      now = time.perf_counter()
-      tps = tokens_per_step * steps_since / (now - t_last)
-      row = {"step": step, "loss": m["loss"], "lr": m["lr_factor"] * (
-          cfg.lr if cfg.optimizer == "adamw" else cfg.muon_lr), "lr_factor": m["lr_factor"],
-             "grad_norm": m["grad_norm"], "tokens_per_s": tps, "finite": bool(m["finite"]),
-             "nonfinite_total": nonfinite_total,
-             "mfu": mfu(tps, fpt, peak, n_dev * n_proc),
-             "includes_compile": step == start + 1}
-      if pid == 0:
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(row) + "\n")
-        mfu_txt = "" if row["mfu"] is None else f" mfu {row['mfu']:.3f}"
-        print(f"step {step:6d}/{cfg.steps} loss {m['loss']:.4f} lr {row['lr']:.3e} "
-              f"gnorm {m['grad_norm']:.3f} tok/s {tps:,.0f}{mfu_txt}", flush=True)
-      t_last, steps_since, last = now, 0, row
-    if consecutive >= cfg.max_nonfinite:
-      status = "stopped_nonfinite"
-      logging.error("stopping: %d consecutive non-finite steps (last finite params kept; "
-                    "checkpoints hold finite params only). Lower the LR or check the data.",
-                    consecutive)
-      break
-    if step in cfg.probe_steps:
-      _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices)
-    if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
-      save_checkpoint(mngr, step, unreplicate(params_rep), unreplicate(opt_rep), meta(step))
-    if cfg.step_sleep_s:
-      time.sleep(cfg.step_sleep_s)
-  mngr.wait_until_finished()
-  mngr.close()
+  t_last, steps_since, t_step = time.perf_counter(), 0, float("nan")
+  with _StopRequest() as stop:
+    for step in range(start + 1, cfg.steps + 1):
+      t0 = time.perf_counter()
+      batch = next(stream)[local_slice]
+      params_rep, opt_rep, m = step_fn(params_rep, opt_rep, jnp.int32(step),
+                                       split_batch(batch, n_dev, cfg.micro_batch))
+      steps_since += 1
+      m = {k: float(v) for k, v in unreplicate(m).items()}  # blocks: the guard needs this verdict
+      t_step = time.perf_counter() - t0
+      if m["finite"]:
+        consecutive = 0
+      else:
+        consecutive += 1
+        nonfinite_total += 1
+        logging.warning("step %d: non-finite loss/grad (loss=%s, grad_norm=%s); update skipped "
+                        "(%d consecutive, %d total)", step, m["loss"], m["grad_norm"],
+                        consecutive, nonfinite_total)
+      losses.append(m["loss"])
+      eval_loss = None
+      if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+        eval_loss = float(np.mean([unreplicate(eval_fn(params_rep, b)) for b in eval_data]))
+      if (step % cfg.log_every == 0 or step in (1, start + 1, cfg.steps) or not m["finite"]
+          or eval_loss is not None):
+        now = time.perf_counter()
+        tps = tokens_per_step * steps_since / (now - t_last)
+        row = {"step": step, "loss": m["loss"], "lr": m["lr_factor"] * (
+            cfg.lr if cfg.optimizer == "adamw" else cfg.muon_lr), "lr_factor": m["lr_factor"],
+               "grad_norm": m["grad_norm"], "tokens_per_s": tps, "step_s": t_step,
+               "finite": bool(m["finite"]), "nonfinite_total": nonfinite_total,
+               "mfu": mfu(tps, fpt, peak, len(global_devices)),
+               "includes_compile": step == start + 1}
+        if eval_loss is not None:
+          row["eval_loss"] = eval_loss
+        writer.write(row)
+        if pid == 0:
+          eval_txt = "" if eval_loss is None else f" eval {eval_loss:.4f}"
+          mfu_txt = "" if row["mfu"] is None else f" mfu {row['mfu']:.3f}"
+          progress.advance(steps_since, f"loss {m['loss']:.4f}{eval_txt} lr {row['lr']:.3e} "
+                           f"gnorm {m['grad_norm']:.3f} step {t_step * 1e3:.0f} ms "
+                           f"tok/s {tps:,.0f}{mfu_txt}")
+        t_last, steps_since, last = now, 0, row
+      if eval_loss is not None:
+        writer.refresh_figure()
+      if consecutive >= cfg.max_nonfinite:
+        status = "stopped_nonfinite"
+        logging.error("stopping: %d consecutive non-finite steps (last finite params kept; "
+                      "checkpoints hold finite params only). Lower the LR or check the data.",
+                      consecutive)
+        break
+      if step in cfg.probe_steps:
+        _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices)
+      preempt = _any_process(stop.requested())
+      if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps or preempt:
+        checkpoint(step)
+        writer.refresh_figure()
+      if preempt:
+        status = "preempted"
+        mngr.wait_until_finished()
+        logging.warning("stopped by signal after step %d; checkpoint in %s. To continue, rerun "
+                        "the same command with resume enabled (exit status %d)", step,
+                        os.path.join(mngr.directory, str(step)), EXIT_PREEMPTED)
+        break
+      if cfg.step_sleep_s:
+        time.sleep(cfg.step_sleep_s)
+    mngr.wait_until_finished()
+    mngr.close()
+  writer.refresh_figure()
+  writer.close()
 
   summary = {"status": status, "model": cfg.model, "optimizer": cfg.optimizer,
              "params": n_params, "steps_run": len(losses), "start_step": start,
              "final_loss": losses[-1] if losses else None, "last_logged": last,
              "nonfinite_total": nonfinite_total, "devices": n_dev, "processes": n_proc,
-             "micro_batch": cfg.micro_batch, "accum_steps": accum,
+             "global_devices": len(global_devices), "micro_batch": cfg.micro_batch,
+             "accum_steps": accum, "shard_muon": cfg.shard_muon,
              "flops_per_token": fpt, "device_kind": devices[0].device_kind,
-             "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "probe"}}
+             "config": stored_config(cfg)}
   if pid == 0:
     results.atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
   return summary

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from muon_jax import data
-from muon_jax.validate import FlagError
 
 
 def _real_docs():
@@ -62,7 +61,7 @@ def _epoch_docs(it, split_docs_list):
 
 
 def _splits(eval_fraction):
-  ev = [d for d in DOCS if data._in_eval(d, eval_fraction)]
+  ev = [d for d in DOCS if data.in_eval_split(d, eval_fraction)]
   return [d for d in DOCS if d not in ev], ev
 
 
@@ -142,7 +141,7 @@ def test_state_is_shape_independent_and_checked(jsonl_corpus):
 def test_stdlib_corpus_is_real_python_source():
   it = data.build_pipeline("stdlib", "bytes", seq_len=64, batch_size=2, seed=0)
   first = next(it).ravel()
-  shards = data._stdlib_source().shards
+  shards = data.stdlib_source().shards
   assert len(shards) > 100
   text = it.tokenizer.decode(first[:np.flatnonzero(first == it.eos_id)[0]] if it.eos_id in first else first)
   sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in shards]
@@ -164,7 +163,7 @@ def test_trained_bpe_roundtrip_cache_and_path_form(tmp_path):
   # EOS separates documents in the packed stream and each segment decodes to real text.
   stream = _flat(it, 300)
   segs = _split_docs(stream, it.eos_id, 2)
-  sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in data._stdlib_source().shards]
+  sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in data.stdlib_source().shards]
   assert all(tok.decode(s) in sources for s in segs)
   (cached,) = os.listdir(os.path.join(cache, "tokenizers"))
   # Cache hit gives the same tokenizer; the PATH form loads the same file.
@@ -201,7 +200,7 @@ def test_hf_streaming_on_local_parquet(tmp_path):
   _write_parquet_shards(str(tmp_path / "pq"), shards)
   spec = f"hf:{tmp_path / 'pq'}"
   it = data.build_pipeline(spec, "bytes", seq_len=23, batch_size=2, seed=9)
-  assert len(it._stream.source.shards) == 3
+  assert it.shard_count == 3
   docs, _ = _epoch_docs(it, shards[0] + shards[1])  # the last shard is held out for eval
   assert sorted(docs) == sorted(shards[0] + shards[1])
   # Shard-level shuffle with in-shard stream order: docs come shard by shard, in file order.
@@ -245,9 +244,9 @@ def test_hf_streaming_single_jsonl_uses_document_split(tmp_path):
     ("hf:", "needs a dataset name"),
 ])
 def test_bad_corpus_specs(spec, match):
-  with pytest.raises(FlagError, match=match) as e:
+  with pytest.raises(ValueError, match=match) as e:
     data.validate_corpus_spec(spec)
-  assert "\n" not in str(e.value) and "--corpus" in str(e.value)
+  assert "\n" not in str(e.value) and str(e.value).startswith(f"corpus={spec!r}")
 
 
 @pytest.mark.parametrize("spec, match", [
@@ -257,31 +256,32 @@ def test_bad_corpus_specs(spec, match):
     ("/no/such/tokenizer.json", "no such file"),
 ])
 def test_bad_tokenizer_specs(spec, match):
-  with pytest.raises(FlagError, match=match) as e:
+  with pytest.raises(ValueError, match=match) as e:
     data.validate_tokenizer_spec(spec)
   assert "\n" not in str(e.value) and "bytes | train:VOCAB" in str(e.value)
+  assert str(e.value).startswith(f"tokenizer={spec!r}")
 
 
 def test_bad_corpora_give_clear_errors(tmp_path):
   (tmp_path / "empty").mkdir()
   (tmp_path / "empty" / "a.txt").write_text("")
-  with pytest.raises(FlagError, match="no non-empty documents"):
+  with pytest.raises(ValueError, match="no non-empty documents"):
     next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0))
-  with pytest.raises(FlagError, match="no non-empty documents"):  # raised through the prefetch thread
+  with pytest.raises(ValueError, match="no non-empty documents"):  # raised through the prefetch thread
     next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0, prefetch=2))
   (tmp_path / "binary").mkdir()
   (tmp_path / "binary" / "x.bin").write_bytes(b"\0\1")
-  with pytest.raises(FlagError, match="holds no text"):
+  with pytest.raises(ValueError, match="holds no text"):
     data.build_pipeline(f"files:{tmp_path / 'binary'}", seq_len=8, batch_size=1, seed=0)
   bad = tmp_path / "bad.jsonl"
   bad.write_text(json.dumps({"body": "x"}) + "\n")
-  with pytest.raises(FlagError, match="no 'text' field"):
+  with pytest.raises(ValueError, match="no 'text' field"):
     next(data.build_pipeline(f"files:{bad}", seq_len=8, batch_size=1, seed=0))
-  with pytest.raises(FlagError, match="could not open"):
+  with pytest.raises(ValueError, match="could not open"):
     data.build_pipeline(f"hf:{tmp_path / 'missing'}", seq_len=8, batch_size=1, seed=0)
-  with pytest.raises(FlagError, match="split"):
+  with pytest.raises(ValueError, match="split"):
     data.build_pipeline("stdlib", seq_len=8, batch_size=1, seed=0, split="test")
-  with pytest.raises(FlagError, match="seq_len"):
+  with pytest.raises(ValueError, match="seq_len"):
     data.build_pipeline("stdlib", seq_len=0, batch_size=1, seed=0)
 
 
@@ -298,7 +298,7 @@ def test_prefetch_thread_gives_same_batches_and_states(jsonl_corpus):
   assert ahead.get_state() == plain.get_state()
   np.testing.assert_array_equal(next(ahead), next(plain))
   ahead.close()
-  with pytest.raises(FlagError, match="prefetch"):
+  with pytest.raises(ValueError, match="prefetch"):
     make(-1)
 
 
@@ -307,6 +307,6 @@ def test_fineweb_edu_spec_parses_and_fails_cleanly_offline():
       "hf", "HuggingFaceFW/fineweb-edu", "sample-100BT")
   if os.environ.get("HF_HUB_OFFLINE") != "1":
     pytest.skip("only checked where the hub is switched off (never downloads)")
-  with pytest.raises(FlagError, match="could not open the dataset") as e:
+  with pytest.raises(ValueError, match="could not open the dataset") as e:
     data.build_pipeline(data.FINEWEB_EDU, seq_len=8, batch_size=1, seed=0)
   assert "\n" not in str(e.value)

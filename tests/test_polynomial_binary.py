@@ -18,8 +18,8 @@ TINY = ["--presets=kimi,dion", "--grid=20001", "--levels=3", "--spike_m=32", "--
 
 def _run(args, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-  return subprocess.run([sys.executable, "-m", "experiments.polynomial", f"--out_dir={tmp_path}", *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run([sys.executable, "-m", "experiments.polynomial", f"--out_dir={tmp_path}",
+                         *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_binary_writes_lemma_keys_and_figures(tmp_path):
@@ -28,8 +28,8 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
   with open(tmp_path / "polynomial.json") as f:
     out = json.load(f)
   for key in ("lemma2.delta0", "lemma2.min_ratio_small", "lemma2.min_fifth_iterate_middle",
-              "lemma2.invariant_interval", "lemma2.invariant_image", "lemma2.orbit", "lemma3.radius",
-              "lemma3.worst_perturbation", "sec10_1", "lemma9"):
+              "lemma2.invariant_interval", "lemma2.invariant_image", "lemma2.orbit",
+              "lemma3.radius", "lemma3.worst_perturbation", "sec10_1", "lemma9"):
     assert key in out, key
   assert set(out["presets"]) == {"kimi", "dion"}
   # The binary reports what the library computes (nothing recomputed in the binary).
@@ -37,12 +37,15 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
   lo, hi = out["lemma2.invariant_interval"]
   img = out["lemma2.invariant_image"]
   assert lo <= img[0] and img[1] <= hi
-  assert out["lemma2.statement1_holds"] and out["lemma2.statement2_holds"] and out["lemma2.statement3_holds"]
-  assert out["lemma3.radius"] == pytest.approx(T.robustness_radius("kimi", levels=3)["radius"], rel=1e-9)
+  assert all(out[f"lemma2.statement{k}_holds"] for k in (1, 2, 3))
+  radius = T.robustness_radius("kimi", levels=3)["radius"]
+  assert out["lemma3.radius"] == pytest.approx(radius, rel=1e-9)
   assert out["lemma3.paper_proof_bound"] < out["lemma3.radius_paper_interval_exact"]
   assert set(out["lemma9"]["summary"]) == set(T.NORMALIZATIONS)
   d = out["lemma9"]["summary"]["proportional"]["3.0"]
   assert np.all(np.isfinite(d["sin_mean"])) and "exponent" in d["exponent"]
+  assert [c["id"] for c in out["claims"]][:5] == ["lemma2.1", "lemma2.2", "lemma2.3", "lemma3",
+                                                   "sec10.1"]
   for name in ("rho_kimi.png", "rho_dion.png", "cobweb.png", "robustness.png", "bbp.png"):
     assert (tmp_path / name).stat().st_size > 1000, name
 
@@ -50,12 +53,13 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
 @pytest.mark.parametrize("flag, expect", [
     ("--sweep_beta=2", "--sweep_beta=2.0 is out of range"),
     ("--presets=kimi,newton", "--presets='newton' is not allowed"),
-    ("--sweep_ns=64,64", "--sweep_ns needs at least 2 distinct"),
-    ("--spike_m=128", "--spike_m=128 is out of range"),
+    ("--sweep_ns=64,64", "--sweep_ns has duplicate values"),
+    ("--spike_m=128", "--spike_m=128 must not exceed spike_n=64"),
+    ("--sweep_thetas=1,x", "--sweep_thetas: could not parse 'x' as float"),
 ])
 def test_bad_flag_is_one_line_error(tmp_path, flag, expect):
   proc = _run(["--spike_m=32", "--spike_n=64", flag], tmp_path)
   assert proc.returncode == 2
-  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-  assert len(lines) == 1 and expect in lines[0], proc.stderr
+  lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error: " + expect), proc.stderr
   assert not (tmp_path / "polynomial.json").exists()

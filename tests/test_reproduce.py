@@ -1,0 +1,169 @@
+"""muon_jax.reproduce: report rendering, config checks, run_all with resume."""
+
+import dataclasses
+import os
+
+import matplotlib.pyplot as plt
+import pytest
+
+from muon_jax import config, reproduce, results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _claim(claim_id, verdict, reproduces, figure="f.png", measured="+0.1 [0.0, 0.2]"):
+  return {"id": claim_id, "paper": "The paper | says so.", "criterion": "a CI",
+          "measured": measured, "verdict": verdict, "reproduces": reproduces, "figure": figure}
+
+
+def _summary():
+  return {
+      "scale": "cpu",
+      "provenance": {"commit": "abc123", "dirty": True,
+                     "versions": {"python": "3.11.7", "jax": "0.10.2"},
+                     "device": {"platform": "cpu", "kind": "cpu", "count": 1}, "cpu_count": 2,
+                     "command": "python -m experiments.reproduce --scale=cpu",
+                     "started_utc": "2026-01-01 00:00:00"},
+      "experiments": {
+          "alpha": {"paper": "Fig 9", "config": {"dims": [1, 2], "steps": 3}, "wall_s": 61.0,
+                    "computed_at": {"commit": "abc123", "dirty": True,
+                                    "started_utc": "2026-01-01 00:00:00"},
+                    "figures": ["f.png"], "summary": {},
+                    "claims": [_claim("fig9a", "holds", True),
+                               _claim("fig9b", "inconclusive", None, figure=None)]},
+          "beta": {"paper": "Lemma 7", "config": {"n": 4}, "wall_s": 5.0, "resumed": True,
+                   "computed_at": {"commit": "0123456789abcdef", "dirty": False,
+                                   "started_utc": "2025-12-31 23:00:00"},
+                   "figures": [], "summary": {},
+                   "claims": [_claim("lemma7", "grows", False)]}},
+      "pending": {"saddle": "Fig 1: not on this branch"}}
+
+
+def test_report_has_one_row_per_claim_and_the_provenance():
+  text = reproduce.render_report(_summary())
+  rows = [line for line in text.splitlines() if line.startswith("| fig") or
+          line.startswith("| lemma")]
+  assert [r.split(" | ")[0][2:] for r in rows] == ["fig9a", "fig9b", "lemma7"]
+  assert rows[0].endswith("| holds | yes | [f.png](alpha/f.png) |")
+  assert rows[1].endswith("| inconclusive | n/a |  |")
+  assert "| grows | **no** |" in rows[2]
+  assert "The paper \\| says so." in rows[0]  # a '|' in a cell does not split the table
+  assert "- commit: `abc123` (working tree had uncommitted changes)" in text
+  assert "- versions: python 3.11.7, jax 0.10.2" in text
+  assert "- device: 1 x cpu (cpu), 2 CPU cores" in text
+  assert "- command: `python -m experiments.reproduce --scale=cpu`" in text
+  assert ("| alpha | Fig 9 | 1m01s | `abc123` (dirty) 2026-01-01 00:00:00 | dims=1,2, steps=3 |"
+          in text)
+  assert ("| beta | Lemma 7 | 0m05s (earlier run, reused) | `0123456789` 2025-12-31 23:00:00 | "
+          "n=4 |" in text)
+  assert "| total | | 1m06s | | |" in text
+  assert "- **saddle**: Fig 1: not on this branch" in text
+
+
+def test_committed_cpu_report_matches_its_summary():
+  summary = results.load_json(os.path.join(ROOT, "results", "cpu", reproduce.SUMMARY_NAME))
+  assert summary is not None, "results/cpu/summary.json is missing"
+  with open(os.path.join(ROOT, "results", "cpu", reproduce.REPORT_NAME)) as f:
+    assert f.read() == reproduce.render_report(summary)
+  for name, exp in summary["experiments"].items():
+    for claim in exp["claims"]:
+      if claim["figure"]:
+        assert os.path.exists(os.path.join(ROOT, "results", "cpu", name, claim["figure"]))
+
+
+@pytest.mark.parametrize("scale", reproduce.SCALES)
+def test_every_registered_config_passes_its_check(scale):
+  configs = reproduce.check(scale)
+  assert list(configs) == [e.name for e in reproduce.EXPERIMENTS]
+
+
+def test_check_names_the_bad_argument():
+  with pytest.raises(ValueError, match=r"^only=nope is not an experiment"):
+    reproduce.check("cpu", ("polynomial", "nope"))
+  with pytest.raises(ValueError, match=r"^scale='tpu' is not allowed"):
+    reproduce.check("tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+  n: int = config.field(3, "size", low=1)
+
+
+def _toy_experiment(calls, scales=None):
+  def run(cfg, work_dir, resume):
+    calls.append((cfg.n, resume))
+    return {"value": cfg.n * 2.0}
+
+  def figures(res):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, res["value"]])
+    return {"toy": fig}
+
+  return reproduce.Experiment(
+      name="toy", paper="Fig 0", config_cls=ToyConfig, scales=scales or {"cpu": {"n": 2}},
+      run=run, claims=lambda res: [_claim("fig0", "holds", True, figure="toy.png",
+                                          measured=str(res["value"]))],
+      figures=figures, summary=lambda res: {"value": res["value"]}, check=config.check)
+
+
+def test_run_all_writes_report_and_resumes(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (_toy_experiment(calls),))
+  out = str(tmp_path)
+  summary = reproduce.run_all("cpu", out, argv=["reproduce", "--scale=cpu"])
+  assert calls == [(2, False)]
+  exp = summary["experiments"]["toy"]
+  assert exp["config"] == {"n": 2} and exp["summary"] == {"value": 4.0}
+  assert exp["claims"][0]["measured"] == "4.0"
+  assert os.path.exists(tmp_path / "toy" / "toy.png")
+  assert results.load_json(str(tmp_path / "toy" / "results.json"))["value"] == 4.0
+  with open(tmp_path / reproduce.REPORT_NAME) as f:
+    assert f.read() == reproduce.render_report(results.load_json(str(tmp_path / "summary.json")))
+  # Resuming with the same config reuses the stored results but re-judges them.
+  rejudged = dataclasses.replace(
+      _toy_experiment(calls),
+      claims=lambda res: [_claim("fig0", "does not hold", False, measured=str(res["value"]))])
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (rejudged,))
+  again = reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
+  assert calls == [(2, False)] and again["experiments"]["toy"]["resumed"]
+  assert again["experiments"]["toy"]["claims"][0]["verdict"] == "does not hold"
+  assert again["experiments"]["toy"]["wall_s"] == exp["wall_s"]
+  assert again["experiments"]["toy"]["computed_at"] == exp["computed_at"]
+  # Another config reruns it, resuming its own work.
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (_toy_experiment(calls, {"cpu": {"n": 5}}),))
+  reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
+  assert calls == [(2, False), (5, True)]
+
+
+def test_resume_with_only_keeps_the_other_experiments(tmp_path, monkeypatch):
+  calls = []
+  first = _toy_experiment(calls)
+  second = dataclasses.replace(_toy_experiment(calls, {"cpu": {"n": 7}}), name="other")
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (first, second))
+  reproduce.run_all("cpu", str(tmp_path), argv=[])
+  summary = reproduce.run_all("cpu", str(tmp_path), argv=[], resume=True, only=("other",))
+  assert list(summary["experiments"]) == ["toy", "other"]
+  assert calls == [(2, False), (7, False)]  # toy kept from the first run, other reused
+
+
+def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
+  bad = dataclasses.replace(_toy_experiment([]), claims=lambda res: [{"id": "x", "verdict": "?"}])
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", (bad,))
+  with pytest.raises(ValueError, match=r"^claims: 'x' has keys"):
+    reproduce.run_all("cpu", str(tmp_path), argv=[])
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--only=polynomial,nope"], "error: --only=nope is not an experiment; choose from "),
+    (["--scale=tpu"], "error: flag --scale=tpu: value should be one of <cpu|gpu>"),
+])
+def test_binary_bad_flags_are_one_line_errors(tmp_path, args, expect):
+  import subprocess
+  import sys
+  out = tmp_path / "report"
+  proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", f"--out_dir={out}", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 2
+  assert proc.stderr.strip().startswith(expect) and len(proc.stderr.strip().splitlines()) == 1
+  assert not (out / reproduce.SUMMARY_NAME).exists()
