@@ -52,7 +52,7 @@ REMAT_POLICIES = {
 
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
-  """Architecture + dtypes. `dtype` is the compute dtype, `param_dtype` storage."""
+  """Architecture, dtypes and execution options. `dtype` is the compute dtype, `param_dtype` storage."""
   vocab_size: int = 32000
   hidden_size: int = 768
   intermediate_size: int = 3072
