@@ -34,30 +34,31 @@ FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2
 
 
-def define_flags(config_cls, *, exclude=(), defaults=None):
+def define_flags(config_cls, *, exclude=(), defaults=None, prefix=""):
   """Defines one absl flag per field of `config_cls` (skipping `exclude`).
 
   A flag already defined by another config of the same binary is kept (one
   name means one thing). `defaults` overrides field defaults for this binary.
-  Returns FLAGS.
+  `prefix` names the flags of a nested config (`probe_` + field). Returns FLAGS.
   """
   defaults = defaults or {}
   for f in dataclasses.fields(config_cls):
-    if f.name in exclude or f.name in FLAGS or not f.init:
+    name = prefix + f.name
+    if f.name in exclude or name in FLAGS or not f.init:
       continue
     typ, is_tuple = config_lib.element_type(config_cls, f)
     default = defaults.get(f.name, f.default)
     help_text = config_lib.describe(config_cls, f.name)
     if is_tuple:
-      flags.DEFINE_list(f.name, [str(x) for x in default], help_text)
+      flags.DEFINE_list(name, [str(x) for x in default], help_text)
     elif typ is bool:
-      flags.DEFINE_bool(f.name, default, help_text)
+      flags.DEFINE_bool(name, default, help_text)
     elif typ is int:
-      flags.DEFINE_integer(f.name, default, help_text)
+      flags.DEFINE_integer(name, default, help_text)
     elif typ is float:
-      flags.DEFINE_float(f.name, default, help_text)
+      flags.DEFINE_float(name, default, help_text)
     else:
-      flags.DEFINE_string(f.name, default, help_text)
+      flags.DEFINE_string(name, default, help_text)
   return FLAGS
 
 
@@ -68,24 +69,28 @@ def _cast(name: str, typ: type, text: str):
     raise ValueError(f"{name}: could not parse {text!r} as {typ.__name__}") from None
 
 
-def config_from_flags(config_cls, **overrides):
+def config_from_flags(config_cls, *, prefix="", **overrides):
   """Builds and checks a `config_cls` from the parsed flags.
 
-  Fields without a flag keep their default unless given in `overrides`.
-  Raises ValueError naming the field (turned into a flag error by
-  `flag_errors`).
+  Fields without a flag keep their default unless given in `overrides`;
+  `prefix` as in `define_flags`. Raises ValueError naming the flag's field
+  (turned into a flag error by `flag_errors`).
   """
   kwargs = {}
   for f in dataclasses.fields(config_cls):
-    if f.name in overrides or f.name not in FLAGS or not f.init:
+    name = prefix + f.name
+    if f.name in overrides or name not in FLAGS or not f.init:
       continue
     typ, is_tuple = config_lib.element_type(config_cls, f)
-    value = FLAGS[f.name].value
+    value = FLAGS[name].value
     if is_tuple:
-      value = tuple(_cast(f.name, typ, str(v)) for v in value if str(v).strip())
+      value = tuple(_cast(name, typ, str(v)) for v in value if str(v).strip())
     kwargs[f.name] = value
   cfg = config_cls(**kwargs, **overrides)
-  config_lib.check(cfg)
+  try:
+    config_lib.check(cfg)
+  except ValueError as e:
+    raise ValueError(f"{prefix}{e}") from None
   return cfg
 
 

@@ -22,49 +22,20 @@ continues from the latest checkpoint. Bad flags exit with status 2.
 from absl import logging
 
 from experiments import cli
-from muon_jax import train
+from muon_jax import landscape, train
 from muon_jax.train import TrainConfig
 
 FLAGS = cli.define_flags(TrainConfig, exclude=("probe",))
-# The landscape probe's settings, as --probe_<field> (paper App 12 defaults).
-PROBE_FLAGS = {
-    "path": ("layers/9/mlp/down_proj", "Probe target parameter path."),
-    "grad_batches": (50, "Probe: batches for the exact gradient."),
-    "eval_batches": (10, "Probe: batches per grid point."),
-    "bulk_index": (500, "Probe: 1-based bulk singular pair."),
-    "grid": (41, "Probe: grid points per axis."),
-    "alpha_range": (["-1", "1"], "Probe: spike-axis range low,high."),
-    "beta_range": (["-1", "1"], "Probe: bulk-axis range low,high."),
-    "normalization": ("unit", "Probe: direction scale (unit | spectral | frobenius)."),
-}
-
-
-def _define_probe_flags():
-  from absl import flags
-  for name, (default, doc) in PROBE_FLAGS.items():
-    define = {str: flags.DEFINE_string, int: flags.DEFINE_integer, list: flags.DEFINE_list}
-    define[type(default)](f"probe_{name}", default, doc)
-
-
-_define_probe_flags()
+# The landscape probe's settings as --probe_<field> (paper App 12 defaults).
+cli.define_flags(landscape.ProbeConfig, prefix="probe_", exclude=("save_arrays",))
 
 
 def _probe_config():
-  from muon_jax import landscape
-  ranges = {}
-  for name in ("alpha_range", "beta_range"):
-    text = FLAGS[f"probe_{name}"].value
-    try:
-      ranges[name] = tuple(float(x) for x in text)
-    except ValueError:
-      raise ValueError(f"probe_{name}: could not parse {','.join(text)!r} as numbers") from None
-    if len(ranges[name]) != 2:
-      raise ValueError(f"probe_{name} must be two numbers low,high")
-  probe = landscape.ProbeConfig(
-      path=FLAGS.probe_path, grad_batches=FLAGS.probe_grad_batches,
-      eval_batches=FLAGS.probe_eval_batches, bulk_index=FLAGS.probe_bulk_index,
-      grid=FLAGS.probe_grid, normalization=FLAGS.probe_normalization, **ranges)
-  landscape.validate_probe_config(probe)
+  probe = cli.config_from_flags(landscape.ProbeConfig, prefix="probe_")
+  try:
+    landscape.validate_probe_config(probe)
+  except ValueError as e:
+    raise ValueError(f"probe_{e}") from None
   return probe
 
 

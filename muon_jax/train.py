@@ -617,7 +617,10 @@ def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list, list]:
 def _check_probe_target(cfg: TrainConfig, mcfg: llama.LlamaConfig) -> None:
   """The probe path must name a 2-D parameter of this model (abstract, no compile)."""
   from muon_jax import landscape
-  landscape.check_probe(nnx.eval_shape(lambda: llama.Llama(mcfg, rngs=nnx.Rngs(0))), cfg.probe)
+  try:
+    landscape.check_probe(nnx.eval_shape(lambda: llama.Llama(mcfg, rngs=nnx.Rngs(0))), cfg.probe)
+  except ValueError as e:  # the probe's fields are probe_<field> for the trainer's callers
+    raise ValueError(f"probe_{e}") from None
 
 
 def train(cfg: TrainConfig) -> dict:
