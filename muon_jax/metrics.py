@@ -170,6 +170,26 @@ def _lognormal_aft_newton(x, y, escaped, weights_BxN, *, max_iter: int = 100, to
   return theta, converged, info
 
 
+def kaplan_meier_median(tau, escaped, *, ci: float = 0.95) -> tuple[float, tuple[float, float]]:
+  """Kaplan-Meier median of right-censored times and its CI (lifelines).
+
+  The median is the first time the survival estimate reaches 1/2 (within
+  1e-9: lifelines' own `median_survival_time_` skips an exact 1/2 that
+  rounding leaves at 0.5000000000000001); inf where it never does.
+
+  Returns:
+    (median, (low, high)); the CI ends are inf where not reached.
+  """
+  from lifelines import KaplanMeierFitter
+  from lifelines.utils import median_survival_times
+
+  km = KaplanMeierFitter(alpha=1 - ci).fit(np.asarray(tau, np.float64), np.asarray(escaped, bool))
+  surv = km.survival_function_.iloc[:, 0]
+  reached = surv.index[surv.to_numpy() <= 0.5 + 1e-9]
+  low, high = median_survival_times(km.confidence_interval_).to_numpy().ravel()
+  return (float(reached[0]) if reached.size else float("inf")), (float(low), float(high))
+
+
 def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95):
   """Exponent alpha of escape time tau ~ D^alpha with right-censored runs.
 
@@ -196,8 +216,8 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
     the delta method), "ci_method", "intercept", "log_sigma", "converged"
     (False when the likelihood has no finite maximum, e.g. every run censored
     at one of two D values; then the CI is (nan, nan)), "censored_frac",
-    "per_D" (per D: runs, escaped fraction, Kaplan-Meier median and its CI
-    from lifelines, inf where the survival curve never falls to 1/2),
+    "per_D" (per D: runs, escaped fraction, `kaplan_meier_median` and its
+    CI, inf where the survival curve never falls to 1/2),
     "escape_fraction_slope" (least-squares slope of the escaped fraction
     against log D) with "escape_fraction_slope_ci" from the same resamples,
     and "n_boot".
@@ -207,8 +227,6 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
     observations. Olsen (1978), Note on the uniqueness of the maximum
     likelihood estimator for the Tobit model.
   """
-  from lifelines import KaplanMeierFitter
-  from lifelines.utils import median_survival_times
   from scipy import stats
 
   d = np.asarray(D, np.float64).ravel()
@@ -231,11 +249,9 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
 
   per_d = []
   for v, idx in zip(dims, members):
-    km = KaplanMeierFitter(alpha=1 - ci).fit(t[idx], e[idx])
-    low, high = median_survival_times(km.confidence_interval_).to_numpy().ravel()
+    median, median_ci = kaplan_meier_median(t[idx], e[idx], ci=ci)
     per_d.append({"D": float(v), "runs": int(idx.size), "escaped_frac": float(e[idx].mean()),
-                  "km_median": float(km.median_survival_time_),
-                  "km_median_ci": (float(low), float(high))})
+                  "km_median": median, "km_median_ci": median_ci})
   frac = np.array([p["escaped_frac"] for p in per_d])
   log_dims = np.log(dims)
 

@@ -692,11 +692,6 @@ def _exponent_entry(fit: dict) -> dict:
                     for p in fit["per_D"]]}
 
 
-def _km_median(tau, escaped) -> float:
-  from lifelines import KaplanMeierFitter
-  return float(KaplanMeierFitter().fit(tau, escaped).median_survival_time_)
-
-
 def untestable_reason(optimizer: str, signal: str, criterion: str) -> str | None:
   """Why a group cannot test a dimension claim by construction, or None."""
   if optimizer in SEPARABLE and signal == "aligned" and criterion == "structural":
@@ -765,7 +760,7 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
         for lr in sorted({r["lr"] for r in rows}):
           cell = [r for r in rows if r["n"] == n and r["lr"] == lr]
           success = np.mean([race_success(r, norm) for r in cell])
-          median = _km_median([r["tau_structural"] for r in cell],
+          median, _ = metrics.kaplan_meier_median([r["tau_structural"] for r in cell],
                               [r["hit_structural"] for r in cell])
           options.append((lr, success, median, cell))
         ok = [o for o in options if o[1] >= cfg.success_level and np.isfinite(o[2])]

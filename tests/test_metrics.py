@@ -85,6 +85,14 @@ def test_censored_exponent_without_censoring_is_least_squares():
   assert abs(fit["escape_fraction_slope"]) < 1e-12
 
 
+def test_kaplan_meier_median_counts_an_exact_half():
+  # Six escapes at 1..6: S(3) = 1/2 exactly, so the median is 3 (lifelines' own
+  # median_survival_time_ gives 4 here: its S(3) is 0.5000000000000001).
+  median, (low, high) = metrics.kaplan_meier_median(np.arange(1.0, 7.0), np.ones(6, bool))
+  assert median == 3.0 and low <= 3.0 <= high
+  assert metrics.kaplan_meier_median([1.0, 9.0, 9.0], [True, False, False])[0] == np.inf
+
+
 def test_kaplan_meier_median_per_dimension():
   # D = 4: times 1..5 all escaped -> median 3. D = 16: 1 of 4 escaped (at 1), three
   # censored at 10 -> S stays at 3/4: median not reached (inf).

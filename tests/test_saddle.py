@@ -247,3 +247,83 @@ def test_sim_config_rejects_bad_values():
       sd.SimConfig(**kw)
   with pytest.raises(ValueError, match="optimizer"):
     sd.make_optimizer("adagrad")
+
+
+# ----------------------------------------------------------------------------
+# Experiment statistics on synthetic records (known answers, no simulation).
+
+
+def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0):
+  """A cell record: structural escape at `tau` (None: never), perp Frobenius at `perp_frob`."""
+  steps = 1000
+  rec = {"optimizer": opt, "signal": signal, "noise": "standard", "n": n, "D": n * n, "lam": 0.1,
+         "kappa": kappa, "lr": lr, "seed": seed}
+  for m, t in (("structural", tau), ("definition1", tau), ("spectral", tau),
+               ("perp_frobenius", perp_frob), ("perp_spectral", None), ("lock", None)):
+    rec[f"tau_{m}"], rec[f"hit_{m}"] = (steps, False) if t is None else (t, True)
+  return rec
+
+
+def test_tau_star_picks_the_fastest_race_winning_lr():
+  # lr 0.1: tau 50 at every n but the orthogonal deviation wins at n >= 16 (at step 10);
+  # lr 0.01: tau = 25 n, never loses the race. tau* = 50, 400, 800 at lr 0.1, 0.01, 0.01.
+  cfg = sd.SaddleConfig(dims=(8, 16, 32), kappas=(100.0,), seeds=6, steps=1000, n_boot=100,
+                        optimizers=("muon",), signals=("aligned",), muon_lrs=(0.01, 0.1))
+  recs = []
+  for n in (8, 16, 32):
+    for s in range(6):
+      recs.append(_record("muon", "aligned", n, 0.1, s, 50 + s, None if n == 8 else 10))
+      recs.append(_record("muon", "aligned", n, 0.01, s, 25 * n + s, None))
+  (star,) = sd.tau_star(cfg, recs)
+  per_n = star["frobenius"]["per_n"]
+  assert [p["lr"] for p in per_n] == [0.1, 0.01, 0.01]
+  assert [p["tau_star"] for p in per_n] == [52.0, 402.0, 802.0]  # KM medians of 6 seeds.
+  assert [p["success"] for p in per_n] == [1.0, 1.0, 1.0]
+  assert per_n[1]["success_by_lr"] == {"0.01": 1.0, "0.1": 0.0}
+  assert star["frobenius"]["lr_slope"] == pytest.approx(np.log(0.1) / np.log(16), rel=1e-6)
+  assert star["frobenius"]["verdict"] == "grows"
+  # No lr wins at n = 32 once lr 0.01 is trapped there: tau*(32) censored, still "grows".
+  trapped = [r if not (r["n"] == 32 and r["lr"] == 0.01) else
+             _record("muon", "aligned", 32, 0.01, r["seed"], None, None) for r in recs]
+  (star,) = sd.tau_star(cfg, trapped)
+  assert star["frobenius"]["per_n"][2]["lr"] is None
+  assert star["frobenius"]["per_n"][2]["tau_star"] is None
+  assert star["frobenius"]["verdict"] == "grows"
+
+
+def test_untestable_groups_are_labelled_and_tallied_apart():
+  cfg = sd.SaddleConfig(dims=(8, 16), kappas=(100.0,), seeds=5, n_boot=50, steps=1000)
+  recs = [_record(opt, signal, n, 0.01, s, 100 + s, None)
+          for opt in ("muon", "adamw") for signal in ("aligned", "incoherent") for n in (8, 16)
+          for s in range(5)]
+  summary = sd.summarize(cfg, recs)
+  by = {(s["optimizer"], s["signal"]): s for s in summary}
+  assert by[("adamw", "aligned")]["structural"]["verdict"] == "untestable"
+  assert "coordinate-separable" in by[("adamw", "aligned")]["structural"]["reason"]
+  for key in (("muon", "aligned"), ("adamw", "incoherent")):
+    assert by[key]["structural"]["verdict"] == "dimension-free"  # identical taus at both n.
+  assert by[("adamw", "aligned")]["definition1"]["verdict"] == "dimension-free"
+  tally = sd.tallies(summary, [])
+  assert tally["aligned"]["adamw"]["structural"] == {"untestable": 1}
+  assert tally["incoherent"]["adamw"]["structural"] == {"dimension-free": 1}
+
+
+def test_independent_draws_give_each_group_its_own_streams():
+  base = {"dims": (8,), "curvatures": (0.1, 0.01), "kappas": (1.0, 100.0), "seeds": 3,
+              "muon_lrs": (0.01, 0.1), "adamw_lrs": (0.001, 0.01)}
+  common = sd.SaddleConfig(**base)
+  cells = [c for c in sd.all_cells(common) if c["signal"] == "aligned"]
+  assert {sd.stream_index(common, c) for c in cells} == {0, 1, 2}
+  indep = sd.SaddleConfig(**base, independent_draws=True)
+  assert len({sd.stream_index(indep, c) for c in cells}) == len(cells)
+
+
+def test_saddle_config_rejects_bad_values():
+  from muon_jax import config
+  for kw, msg in (({"muon_lrs": (0.1, 0.1)}, "muon_lrs has duplicate values"),
+                  ({"adamw_lrs": (0.0, 0.1)}, "adamw_lrs=0.0 is out of range"),
+                  ({"perp_radius": 0.0}, "perp_radius=0.0 is out of range"),
+                  ({"success_level": 1.0}, "success_level=1.0 is out of range"),
+                  ({"signals": ("diagonal",)}, "signals='diagonal' is not allowed")):
+    with pytest.raises(ValueError, match=msg):
+      config.check(sd.SaddleConfig(**kw))
