@@ -1,0 +1,1 @@
+"""Figures drawn from experiment results dicts, one module per experiment."""
