@@ -213,9 +213,10 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   Returns:
     dict with "exponent" (MLE of alpha), "ci" = (low, high) (bootstrap
     percentile CI, or the Wald CI when n_boot = 0), "ci_model" (Wald CI by
-    the delta method), "ci_method", "intercept", "log_sigma", "converged"
-    (False when the likelihood has no finite maximum, e.g. every run censored
-    at one of two D values; then the CI is (nan, nan)), "censored_frac",
+    the delta method; (nan, nan) without a proper maximum), "ci_method",
+    "intercept", "log_sigma", "converged" (False when the likelihood has no
+    finite maximum, e.g. every run censored at one of two D values: the
+    exponent is then Newton's last iterate), "censored_frac",
     "per_D" (per D: runs, escaped fraction, `kaplan_meier_median` and its
     CI, inf where the survival curve never falls to 1/2),
     "escape_fraction_slope" (least-squares slope of the escaped fraction
@@ -272,7 +273,7 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   except np.linalg.LinAlgError:
     se = float("nan")
   z = stats.norm.ppf(1 - q)
-  ok = bool(converged[0]) and bool(np.isfinite(se))
+  ok = bool(converged[0]) and bool(np.isfinite(se))  # the Wald CI needs a proper maximum.
   out.update(exponent=float(alpha), intercept=float(p0 / r), log_sigma=float(-np.log(r)),
              converged=ok, ci_model=(float(alpha - z * se), float(alpha + z * se)) if ok else nan_ci)
 
@@ -286,10 +287,12 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   boot_frac = np.stack([counts_BxN[:, idx] @ e[idx] / idx.size for idx in members], axis=1)
   frac_slopes = np.polyfit(log_dims, boot_frac.T, 1)[0]
   has_escape = (counts_BxN @ e) > 0
-  boot_theta, boot_conv, _ = _lognormal_aft_newton(x, y, e, counts_BxN)
-  # A resample with no escape or no finite maximum has an unbounded exponent
-  # along the censoring: it counts at +inf (trapped) rather than being dropped.
-  boot_alpha = np.where(has_escape & boot_conv, boot_theta[:, 1] / boot_theta[:, 2], np.inf)
+  boot_theta, _, _ = _lognormal_aft_newton(x, y, e, counts_BxN)
+  # A resample without an escape has no fit: it counts at +inf (trapped)
+  # rather than being dropped. Without a finite maximum (every run censored
+  # at the top D of a two-D design, or tied times making s -> 0) Newton's last
+  # iterate carries the slope it is heading to.
+  boot_alpha = np.where(has_escape, boot_theta[:, 1] / boot_theta[:, 2], np.inf)
   boot_ci = tuple(float(v) for v in np.quantile(boot_alpha, [q, 1 - q]))
-  return {**out, "ci": boot_ci if ok else nan_ci, "ci_method": "bootstrap",
+  return {**out, "ci": boot_ci, "ci_method": "bootstrap",
           "escape_fraction_slope_ci": tuple(float(v) for v in np.quantile(frac_slopes, [q, 1 - q]))}

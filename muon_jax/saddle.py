@@ -826,6 +826,24 @@ def _jsonable_config(cfg: SaddleConfig) -> dict:
   return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
+def resumable_cells(cfg: SaddleConfig, checkpoint: str) -> list[dict]:
+  """Cells already in `checkpoint` ([] if absent).
+
+  Raises:
+    ValueError: the file was written with a different config (which fields).
+  """
+  from muon_jax import results
+  old = results.load_json(checkpoint)
+  if old is None:
+    return []
+  mine, theirs = _jsonable_config(cfg), old.get("config", {})
+  if mine != theirs:
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    raise ValueError(f"checkpoint={checkpoint} was written with a different config "
+                     f"({', '.join(diff)})")
+  return list(old["cells"])
+
+
 def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = False,
         devices: Sequence[Any] | None = None) -> dict:
   """Runs the experiment and returns its results dict (JSON-able).
@@ -851,13 +869,7 @@ def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = Fals
     if not set(cfg.lrs(o)):
       raise ValueError(f"{o}_lrs must not be empty")
   cells = all_cells(cfg)
-  done: dict = {}
-  if resume and checkpoint is not None:
-    old = results.load_json(checkpoint)
-    if old is not None:
-      if old.get("config") != _jsonable_config(cfg):
-        raise ValueError(f"checkpoint={checkpoint} was written with a different config")
-      done = {cell_id(r): r for r in old["cells"]}
+  done = {cell_id(r): r for r in resumable_cells(cfg, checkpoint)} if resume and checkpoint else {}
   todo = [c for c in cells if cell_id(c) not in done]
   order = {cell_id(c): i for i, c in enumerate(cells)}
   head = {"experiment": "saddle_escape", "config": _jsonable_config(cfg),
