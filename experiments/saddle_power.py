@@ -24,7 +24,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-
   from muon_jax import metrics, results, saddle
   with cli.flag_errors():
     if argv[1:]:
