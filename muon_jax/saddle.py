@@ -825,7 +825,8 @@ def tallies(summary: Sequence[dict], stars: Sequence[dict]) -> dict:
   return out
 
 
-def _jsonable_config(cfg: SaddleConfig) -> dict:
+def config_dict(cfg: SaddleConfig) -> dict:
+  """The config as written into the results JSON (tuples as lists)."""
   return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
@@ -839,7 +840,7 @@ def resumable_cells(cfg: SaddleConfig, checkpoint: str) -> list[dict]:
   old = results.load_json(checkpoint)
   if old is None:
     return []
-  mine, theirs = _jsonable_config(cfg), old.get("config", {})
+  mine, theirs = config_dict(cfg), old.get("config", {})
   if mine != theirs:
     diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     raise ValueError(f"checkpoint={checkpoint} was written with a different config "
@@ -875,7 +876,7 @@ def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = Fals
   done = {cell_id(r): r for r in resumable_cells(cfg, checkpoint)} if resume and checkpoint else {}
   todo = [c for c in cells if cell_id(c) not in done]
   order = {cell_id(c): i for i, c in enumerate(cells)}
-  head = {"experiment": "saddle_escape", "config": _jsonable_config(cfg),
+  head = {"experiment": "saddle_escape", "config": config_dict(cfg),
           "delta": metrics.DIMENSION_FREE_DELTA,
           "draws": "independent" if cfg.independent_draws else "common"}
   bar = progress.Progress(len(cells), "saddle cells", done=len(cells) - len(todo))

@@ -327,3 +327,24 @@ def test_saddle_config_rejects_bad_values():
                   ({"signals": ("diagonal",)}, "signals='diagonal' is not allowed")):
     with pytest.raises(ValueError, match=msg):
       config.check(sd.SaddleConfig(**kw))
+
+
+def test_claims_rows_follow_the_verdicts():
+  # Muon: flat at kappa 1 (Fig 1a holds), tau ~ D^-1/2 at kappa 100 (Fig 1b holds); no AdamW,
+  # no noise ablation: those rows are absent or untestable.
+  cfg = sd.SaddleConfig(dims=(8, 64), kappas=(1.0, 100.0), seeds=5, n_boot=100, steps=1000,
+                        optimizers=("muon",), signals=("incoherent",), muon_lrs=(0.02,))
+  recs = [_record("muon", "incoherent", n, 0.02, s,
+                  (100 + s) if kappa == 1.0 else round(800 / n) + s, None, kappa=kappa)
+          for kappa in (1.0, 100.0) for n in (8, 64) for s in range(5)]
+  summary, stars = sd.summarize(cfg, recs), sd.tau_star(cfg, recs)
+  doc = {"config": sd.config_dict(cfg), "summary": summary, "tau_star": stars}
+  rows = {r["id"]: r for r in sd.claims(doc)}
+  a = rows["fig1a/incoherent/lam=0.1/structural"]
+  assert (a["verdict"], a["reproduces"]) == ("dimension-free", True)
+  b = rows["fig1b/incoherent/lam=0.1/structural"]
+  assert (b["verdict"], b["reproduces"]) == ("shrinks", True)
+  assert rows["fig1b/incoherent/lam=0.1/tau_star_frobenius"]["verdict"] == "shrinks"
+  assert not any(k.startswith("fig1c") for k in rows)
+  for k in ("fig5a/heavy_tail", "fig5b/student_t", "fig1d"):
+    assert (rows[k]["verdict"], rows[k]["reproduces"]) == ("untestable", None)
