@@ -869,9 +869,6 @@ def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = Fals
   from muon_jax import config as config_lib
   from muon_jax import progress, results
   config_lib.check(cfg)
-  for o in cfg.optimizers:
-    if not set(cfg.lrs(o)):
-      raise ValueError(f"{o}_lrs must not be empty")
   cells = all_cells(cfg)
   done = {cell_id(r): r for r in resumable_cells(cfg, checkpoint)} if resume and checkpoint else {}
   todo = [c for c in cells if cell_id(c) not in done]
