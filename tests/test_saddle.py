@@ -253,10 +253,10 @@ def test_sim_config_rejects_bad_values():
 # Experiment statistics on synthetic records (known answers, no simulation).
 
 
-def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0):
+def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0, lam=0.1):
   """A cell record: structural escape at `tau` (None: never), perp Frobenius at `perp_frob`."""
   steps = 1000
-  rec = {"optimizer": opt, "signal": signal, "noise": "standard", "n": n, "D": n * n, "lam": 0.1,
+  rec = {"optimizer": opt, "signal": signal, "noise": "standard", "n": n, "D": n * n, "lam": lam,
          "kappa": kappa, "lr": lr, "seed": seed}
   for m, t in (("structural", tau), ("definition1", tau), ("spectral", tau),
                ("perp_frobenius", perp_frob), ("perp_spectral", None), ("lock", None)):
@@ -338,7 +338,8 @@ def test_claims_rows_follow_the_verdicts():
                   (100 + s) if kappa == 1.0 else round(800 / n) + s, None, kappa=kappa)
           for kappa in (1.0, 100.0) for n in (8, 64) for s in range(5)]
   summary, stars = sd.summarize(cfg, recs), sd.tau_star(cfg, recs)
-  doc = {"config": sd.config_dict(cfg), "summary": summary, "tau_star": stars}
+  doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs, "summary": summary,
+         "tau_star": stars}
   rows = {r["id"]: r for r in sd.claims(doc)}
   a = rows["fig1a/incoherent/lam=0.1/structural"]
   assert (a["verdict"], a["reproduces"]) == ("dimension-free", True)
@@ -348,3 +349,19 @@ def test_claims_rows_follow_the_verdicts():
   assert not any(k.startswith("fig1c") for k in rows)
   for k in ("fig5a/heavy_tail", "fig5b/student_t", "fig1d"):
     assert (rows[k]["verdict"], rows[k]["reproduces"]) == ("untestable", None)
+
+
+@pytest.mark.parametrize("depends_on_lam, verdict", [(False, "holds"), (True, "does not hold")])
+def test_fig1d_claim_fits_adamw_tau_against_curvature(depends_on_lam, verdict):
+  cfg = sd.SaddleConfig(dims=(8, 16), curvatures=(0.01, 0.001), kappas=(1.0,), seeds=6, n_boot=200,
+                        steps=10**5, optimizers=("adamw",), signals=("incoherent",),
+                        adamw_lrs=(0.001,))
+  recs = [_record("adamw", "incoherent", n, 0.001, s,
+                  round((1 / lam if depends_on_lam else 500) * (1 + 0.01 * s)), None, kappa=1.0,
+                  lam=lam)
+          for lam in (0.01, 0.001) for n in (8, 16) for s in range(6)]
+  doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs,
+         "summary": sd.summarize(cfg, recs), "tau_star": sd.tau_star(cfg, recs)}
+  (row,) = [r for r in sd.claims(doc) if r["id"].startswith("fig1d")]
+  assert row["id"] == "fig1d/incoherent" and row["verdict"] == verdict
+  assert row["reproduces"] is (verdict == "holds")
