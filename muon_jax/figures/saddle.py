@@ -1,6 +1,8 @@
 """Saddle-escape figures (Fig 1a-d, Fig 5a-b, race success, tau*) from `saddle.run` results.
 
-Every series has its own colour and marker; a Kaplan-Meier median that is
+Every series has its own colour and marker and is shifted slightly along the
+log-x axis (series i of k by a factor exp(DODGE (i - (k - 1) / 2))), so
+identical series stay visible side by side; a Kaplan-Meier median that is
 never reached (more than half the runs trapped) is drawn as a hollow
 up-triangle at the budget; bands are the KM median's 95 % CI (clipped at the
 budget); a lower row of panels gives the escaped fraction.
@@ -9,12 +11,19 @@ budget); a lower row of panels gives the escaped fraction.
 from __future__ import annotations
 
 import itertools
+import math
 
 import matplotlib.pyplot as plt
 
 from muon_jax import saddle
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+DODGE = 0.04
+
+
+def _dodge(xs, i: int, k: int):
+  factor = math.exp(DODGE * (i - (k - 1) / 2))
+  return [x * factor for x in xs]
 
 
 def _styles():
@@ -22,11 +31,11 @@ def _styles():
   return ((f"C{i % 10}", MARKERS[i % len(MARKERS)]) for i in itertools.count())
 
 
-def _km_series(ax, frac_ax, entry: dict, steps: int, label: str, style):
-  """KM median vs D with its CI band; censored medians hollow at the budget."""
+def _km_series(ax, frac_ax, entry: dict, steps: int, label: str, style, i: int, k: int):
+  """KM median vs D (series i of k) with its CI band; censored medians hollow at the budget."""
   color, marker = style
   per = entry["per_D"]
-  d = [p["D"] for p in per]
+  d = _dodge([p["D"] for p in per], i, k)
   med = [p["km_median"] if p["km_median"] is not None else steps for p in per]
   lo = [p["km_median_ci"][0] if p["km_median_ci"][0] is not None else steps for p in per]
   hi = [p["km_median_ci"][1] if p["km_median_ci"][1] is not None else steps for p in per]
@@ -67,12 +76,13 @@ def vs_dimension(results: dict, optimizer: str, title: str):
   fig, axes = plt.subplots(2, 3, figsize=(16, 7.5), sharex=True,
                            gridspec_kw={"height_ratios": [3, 1]})
   for col, crit in enumerate(saddle.ESCAPE_CRITERIA):
-    for s, style in zip(groups, _styles()):
+    for i, (s, style) in enumerate(zip(groups, _styles())):
       e = s[crit]
       tag = ("untestable" if e["verdict"] == "untestable" else
              f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit")
       _km_series(axes[0, col], axes[1, col], e, steps,
-                 f"{_label(s, ('signal', 'kappa', 'lam'))}: {e['verdict']} ({tag})", style)
+                 f"{_label(s, ('signal', 'kappa', 'lam'))}: {e['verdict']} ({tag})", style, i,
+                 len(groups))
     _finish(axes[0, col], steps, "escape step (KM median, 95% CI)")
     axes[0, col].set_title(saddle_criterion_title(crit), fontsize=10)
     axes[0, col].legend(fontsize=7)
@@ -102,10 +112,11 @@ def race_success(results: dict):
   for s in results["summary"]:
     keyed.setdefault(tuple(s[k] for k in saddle.TAU_STAR_KEYS), []).append(s)
   for ax, norm in zip(axes, saddle.RACE_NORMS):
-    for (key, groups), style in zip(sorted(keyed.items(), key=lambda kv: str(kv[0])), _styles()):
+    items = sorted(keyed.items(), key=lambda kv: str(kv[0]))
+    for i, ((key, groups), style) in enumerate(zip(items, _styles())):
       ds = [p["D"] for p in groups[0][f"race_{norm}"]]
-      best = [max(g[f"race_{norm}"][i]["success"] for g in groups) for i in range(len(ds))]
-      ax.plot(ds, best, "-", color=style[0], marker=style[1], ms=6,
+      best = [max(g[f"race_{norm}"][j]["success"] for g in groups) for j in range(len(ds))]
+      ax.plot(_dodge(ds, i, len(items)), best, "-", color=style[0], marker=style[1], ms=6,
               label=_label(dict(zip(saddle.TAU_STAR_KEYS, key)),
                            ("optimizer", "signal", "noise", "kappa", "lam")))
     ax.axhline(results["config"]["success_level"], color="gray", ls=":", lw=1)
@@ -123,9 +134,10 @@ def tau_star(results: dict):
   fig, axes = plt.subplots(2, 2, figsize=(14, 8), sharex=True,
                            gridspec_kw={"height_ratios": [3, 2]})
   for col, norm in enumerate(saddle.RACE_NORMS):
-    for s, (color, marker) in zip(results["tau_star"], _styles()):
+    k = len(results["tau_star"])
+    for i, (s, (color, marker)) in enumerate(zip(results["tau_star"], _styles())):
       e, per = s[norm], s[norm]["per_n"]
-      d = [p["D"] for p in per]
+      d = _dodge([p["D"] for p in per], i, k)
       tag = f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit"
       label = (f"{_label(s, ('optimizer', 'signal', 'noise', 'kappa', 'lam'))}: "
                f"{e['verdict']} ({tag})")
@@ -155,11 +167,12 @@ def noise_vs_dimension(results: dict):
   fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
   groups = [s for s in results["summary"]
             if s["optimizer"] == "muon" and s["lr"] == lr and s["lam"] == lam]
-  for s, style in zip(groups, _styles()):
+  for i, (s, style) in enumerate(zip(groups, _styles())):
     e = s["structural"]
     tag = f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit"
     _km_series(axes[0], axes[1], e, cfg.steps,
-               f"{_label(s, ('noise', 'signal', 'kappa'))}: {e['verdict']} ({tag})", style)
+               f"{_label(s, ('noise', 'signal', 'kappa'))}: {e['verdict']} ({tag})", style, i,
+               len(groups))
   _finish(axes[0], cfg.steps, "structural escape step (KM median, 95% CI)")
   axes[0].legend(fontsize=7)
   axes[0].set_title(f"Fig 5b: noise modalities vs D (Muon lr {lr:g}, λ={lam:g}; heavy_tail: "
@@ -175,11 +188,12 @@ def trajectories(results: dict):
   cfg = results["config"]
   cells = [c for c in results["cells"] if "trajectory" in c]
   fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-  for c, (color, marker) in zip(cells, _styles()):
+  for i, (c, (color, marker)) in enumerate(zip(cells, _styles())):
     tr = c["trajectory"]
     label = _label(c, ("optimizer", "signal", "noise", "kappa", "lr"))
     for ax, m in zip(axes, ("structural", "definition1", "perp_frobenius")):
-      ax.plot(tr["t"], tr[m], "-", color=color, marker=marker, markevery=20, ms=5, label=label)
+      ax.plot(_dodge(tr["t"], i, len(cells)), tr[m], "-", color=color, marker=marker,
+              markevery=20, ms=5, label=label)
   radius = cfg["radius"]
   for ax, m in zip(axes, ("|⟨S, W − W₀⟩|", "||W − W₀||_F", "||P⊥(W − W₀)||_F")):
     ax.axhline(radius, color="k", ls=":", lw=1)
