@@ -561,7 +561,7 @@ class SaddleConfig:
   signals: tuple[str, ...] = field(("incoherent",), "signal geometries: aligned S = E_11, "
                                    "incoherent S = u v^T", choices=SIGNALS)
   noises: tuple[str, ...] = field(("standard",), "noise modalities (App 11.2)", choices=NOISES)
-  muon_lrs: tuple[float, ...] = field(_lr_grid(2e-3, 0.2), "Muon learning rates (log grid)",
+  muon_lrs: tuple[float, ...] = field(_lr_grid(2e-4, 0.2), "Muon learning rates (log grid)",
                                       low=0, high=10, low_open=True)
   adamw_lrs: tuple[float, ...] = field(_lr_grid(1e-4, 0.1), "AdamW learning rates (log grid)",
                                        low=0, high=10, low_open=True)
