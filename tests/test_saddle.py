@@ -310,7 +310,7 @@ def test_untestable_groups_are_labelled_and_tallied_apart():
 
 def test_independent_draws_give_each_group_its_own_streams():
   base = {"dims": (8,), "curvatures": (0.1, 0.01), "kappas": (1.0, 100.0), "seeds": 3,
-              "muon_lrs": (0.01, 0.1), "adamw_lrs": (0.001, 0.01)}
+          "muon_lrs": (0.01, 0.1), "adamw_lrs": (0.001, 0.01), "signals": ("aligned",)}
   common = sd.SaddleConfig(**base)
   cells = [c for c in sd.all_cells(common) if c["signal"] == "aligned"]
   assert {sd.stream_index(common, c) for c in cells} == {0, 1, 2}
