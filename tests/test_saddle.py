@@ -83,6 +83,7 @@ def test_student_t_keeps_the_tails_without_the_column_profile():
   flat, profiled = sd.SimConfig(n=8, noise="student_t"), sd.SimConfig(n=8, noise="heavy_tail")
   np.testing.assert_array_equal(sd.unit_draws(key, flat), sd.unit_draws(key, profiled))
   np.testing.assert_array_equal(sd.make_geometry(flat, 0).col_var, np.ones(8))
+  np.testing.assert_array_equal(sd.column_variance(8, "heavy_tail", 0.0), np.ones(8))
   # The mean-1 profile j^-1 gives column 1 (S's column) n / H_n of the variance.
   for n, top in ((32, 7.9), (128, 23.6), (512, 75.1)):
     harmonic = np.sum(1.0 / np.arange(1, n + 1))
