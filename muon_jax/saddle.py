@@ -16,16 +16,18 @@ from it (`standard`: B = sigma X, X Gaussian, which for S = E_11 is exactly
 eq. (7)'s sqrt(Sigma) ⊙ Z with Sigma_ij = sigma^2, Sigma_11 = kappa sigma^2;
 `isotropic`: X uniform on the sphere of radius n (same total energy);
 `heavy_tail`: X standardized Student-t(nu) draws and a power-law column
-variance profile). kappa is the structural variance ratio Var<S, G> / sigma^2.
+variance profile; `student_t`: the same draws, flat columns). kappa is the
+structural variance ratio Var<S, G> / sigma^2.
 
-`run_grid` runs every (lam, kappa, lr, seed) cell of one n and one noise
-modality in a single compiled function: vmap over cells, a while_loop over
-chunks of a lax.scan (it stops when every cell has escaped under both
-criteria), cells spread over local devices with shard_map. Escape-time
-metrics (Definition 1): tau_esc (|<S, W>| >= R), tau_esc_frob (||W||_F >= R),
-tau_lock (top singular pair of the momentum aligned with S); a cell's state
-and metrics freeze once it has escaped under both criteria; never-reached
-times are censored at `steps` with a False flag.
+`run_grid` runs every (lam, kappa, lr, seed) cell of one n, signal and noise
+modality in a single compiled function: vmap over cells (the learning rate
+is a batched axis), a while_loop over chunks of a lax.scan (it stops when
+every cell has escaped structurally), cells spread over local devices with
+shard_map. First-crossing metrics (METRICS): structural, definition1 (the
+paper's Definition 1), spectral, the orthogonal deviation of Theorem 3's race
+in Frobenius and spectral norm, and subspace lock; a cell freezes at its
+structural escape; never-reached times are censored at `steps` with a False
+flag. `SaddleConfig` / `run` / `claims` are the experiment on top of it.
 """
 
 from __future__ import annotations
