@@ -183,6 +183,30 @@ def noise_vs_dimension(results: dict):
   return fig
 
 
+def vs_curvature(results: dict, noises, dims, title: str):
+  """Fig 1b / 5a: Muon KM median structural tau vs lam at the paper lr, per (noise, signal, kappa, n)."""
+  cfg = _config(results)
+  lr = saddle.paper_lr(cfg, "muon")
+  lams = sorted(cfg.curvatures)
+  by = {(s["noise"], s["signal"], s["kappa"], s["lam"]): s for s in results["summary"]
+        if s["optimizer"] == "muon" and s["lr"] == lr}
+  series = [(z, g, k, n) for z in noises for g in cfg.signals for k in cfg.kappas for n in dims]
+  fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+  for i, ((z, g, k, n), style) in enumerate(zip(series, _styles())):
+    per = [next(p for p in by[(z, g, k, lam)]["structural"]["per_D"] if p["D"] == n * n)
+           for lam in lams]
+    entry = {"per_D": [{**p, "D": lam} for p, lam in zip(per, lams)]}
+    _km_series(axes[0], axes[1], entry, cfg.steps, f"{z} {g} κ={k:g} n={n}", style, i,
+               len(series))
+  _finish(axes[0], cfg.steps, "structural escape step (KM median, 95% CI)")
+  axes[0].legend(fontsize=7)
+  axes[0].set_title(f"{title} (Muon lr {lr:g}; hollow ▵ = median not reached)", fontsize=10)
+  _finish(axes[1], None, "escaped fraction", log_y=False)
+  axes[1].set(xlabel="negative curvature λ", ylim=(-0.05, 1.05))
+  fig.tight_layout()
+  return fig
+
+
 def trajectories(results: dict):
   """Fig 1d: structural, definition1 and perp-Frobenius deviation vs t (seed 0, largest n)."""
   cfg = results["config"]
@@ -220,4 +244,11 @@ def figures(results: dict) -> dict:
   out["tau_star.png"] = tau_star(results)
   if "muon" in cfg["optimizers"] and len(cfg["noises"]) > 1:
     out["fig5b_noise_vs_dimension.png"] = noise_vs_dimension(results)
+  if "muon" in cfg["optimizers"] and len(cfg["curvatures"]) > 1:
+    noise = "standard" if "standard" in cfg["noises"] else cfg["noises"][0]
+    out["fig1b_muon_vs_curvature.png"] = vs_curvature(results, [noise], cfg["dims"],
+                                                      "Fig 1b: Muon τ vs λ")
+    if len(cfg["noises"]) > 1:
+      out["fig5a_noise_vs_curvature.png"] = vs_curvature(
+          results, cfg["noises"], [min(cfg["dims"])], f"Fig 5a: noise modalities at n={min(cfg['dims'])}")
   return out
