@@ -18,9 +18,9 @@ mkdir -p "$R"
   # noise-modality ablation for Muon; --resume keeps what a timeout cut short.
   timeout 125 $PY -m experiments.saddle_escape --out_dir "$R/saddle_gpu" \
     --dims=32,64,128,256,512 --curvatures=0.1,0.01,0.001 --kappas=1,100 --seeds=10 \
-    --steps=3000 --noise=standard --optimizers=muon,adamw --adamw_lr=0.001,0.01
+    --steps=3000 --noises=standard --optimizers=muon,adamw --signals=aligned,incoherent
   timeout 60 $PY -m experiments.saddle_escape --out_dir "$R/saddle_noise_gpu" \
     --dims=32,128,512 --curvatures=0.01,0.001 --kappas=1,100 --seeds=10 \
-    --steps=3000 --noise=standard,isotropic,heavy_tail --optimizers=muon
+    --steps=3000 --noises=standard,isotropic,heavy_tail,student_t --optimizers=muon --muon_lrs=0.02
 } 2>&1 | tee "$OUT/log.txt"
 tar -czf "$OUT/gpu_results.tar.gz" -C "$R" .

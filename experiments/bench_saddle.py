@@ -49,7 +49,7 @@ def bench_one(n: int, cells: int, steps: int, loop_cells: int, loop_steps: int, 
   from muon_jax.newton_schulz import ns_flops
 
   fn = saddle.make_optimizer("muon")
-  cfg = saddle.SaddleConfig(n=n, steps=steps, chunk=steps, radius=float("inf"))
+  cfg = saddle.SimConfig(n=n, steps=steps, chunk=steps, radius=float("inf"))
   devices = jax.local_devices()[:1]
   grid = saddle.make_grid([0.1, 0.01], [1.0, 100.0], [0.02], range(max(1, cells // 4)))
   grid = saddle.Grid(*(np.resize(a, cells) for a in grid))

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from muon_jax import metrics
@@ -31,3 +32,142 @@ def test_exponent_verdict_bad_input():
     metrics.exponent_verdict(0.0, 0.1, delta=0.0)
   with pytest.raises(ValueError, match="exceeds ci_high"):
     metrics.exponent_verdict(0.2, 0.1)
+
+
+# ----------------------------------------------------------------------------
+# censored_exponent: log-normal AFT with right censoring.
+
+DIMS = (1024, 4096, 16384)  # n = 32, 64, 128: the saddle experiment's CPU dims.
+
+
+def _censored_sample(alpha, rng, *, seeds=16, log_sigma_noise=1.0, censored_at_top=0.58):
+  """log tau = 2 + alpha log D + N(0, s^2), censored at one budget for every D.
+
+  The budget is the (1 - censored_at_top) quantile of tau at the largest D.
+  """
+  from scipy import stats
+  d = np.repeat(DIMS, seeds).astype(np.float64)
+  log_tau = 2 + alpha * np.log(d) + log_sigma_noise * rng.standard_normal(d.size)
+  budget = np.exp(2 + alpha * np.log(max(DIMS)) + log_sigma_noise * stats.norm.ppf(1 - censored_at_top))
+  escaped = np.exp(log_tau) < budget
+  return d, np.minimum(np.exp(log_tau), budget), escaped
+
+
+def _naive_median_fit(d, tau):
+  """The budget-as-value fit: slope of log median tau (censored runs at the budget) vs log D."""
+  dims = np.unique(d)
+  medians = [np.median(tau[d == v]) for v in dims]
+  return np.polyfit(np.log(dims), np.log(medians), 1)[0]
+
+
+def test_censored_exponent_equals_lifelines_lognormal_aft():
+  import pandas as pd
+  from lifelines import LogNormalAFTFitter
+  d, tau, escaped = _censored_sample(0.5, np.random.default_rng(3))
+  assert 0.2 < 1 - escaped.mean() < 0.6
+  fit = metrics.censored_exponent(d, tau, escaped, n_boot=0)
+  ref = LogNormalAFTFitter().fit(pd.DataFrame({"T": tau, "E": escaped, "logD": np.log(d)}), "T", "E")
+  np.testing.assert_allclose(fit["exponent"], ref.params_[("mu_", "logD")], rtol=1e-5)
+  np.testing.assert_allclose(fit["intercept"], ref.params_[("mu_", "Intercept")], rtol=1e-5)
+  np.testing.assert_allclose(fit["log_sigma"], ref.params_[("sigma_", "Intercept")], rtol=1e-5)
+  np.testing.assert_allclose(fit["ci_model"], ref.confidence_intervals_.loc[("mu_", "logD")],
+                             rtol=1e-4)
+  assert fit["ci"] == fit["ci_model"] and fit["ci_method"] == "wald"
+
+
+def test_censored_exponent_without_censoring_is_least_squares():
+  rng = np.random.default_rng(4)
+  d = np.repeat(DIMS, 10).astype(np.float64)
+  tau = np.exp(1 + 0.3 * np.log(d) + 0.4 * rng.standard_normal(d.size))
+  fit = metrics.censored_exponent(d, tau, np.ones(d.size, bool), n_boot=200)
+  np.testing.assert_allclose(fit["exponent"], np.polyfit(np.log(d), np.log(tau), 1)[0], rtol=1e-6)
+  assert fit["ci"][0] < fit["exponent"] < fit["ci"][1]
+  assert abs(fit["escape_fraction_slope"]) < 1e-12
+
+
+def test_kaplan_meier_median_counts_an_exact_half():
+  # Six escapes at 1..6: S(3) = 1/2 exactly, so the median is 3 (lifelines' own
+  # median_survival_time_ gives 4 here: its S(3) is 0.5000000000000001).
+  median, (low, high) = metrics.kaplan_meier_median(np.arange(1.0, 7.0), np.ones(6, bool))
+  assert median == 3.0 and low <= 3.0 <= high
+  assert metrics.kaplan_meier_median([1.0, 9.0, 9.0], [True, False, False])[0] == np.inf
+
+
+def test_kaplan_meier_median_per_dimension():
+  # D = 4: times 1..5 all escaped -> median 3. D = 16: 1 of 4 escaped (at 1), three
+  # censored at 10 -> S stays at 3/4: median not reached (inf).
+  d = np.array([4] * 5 + [16] * 4, float)
+  tau = np.array([1, 2, 3, 4, 5, 1, 10, 10, 10], float)
+  escaped = np.array([True] * 6 + [False] * 3)
+  per_d = metrics.censored_exponent(d, tau, escaped, n_boot=0)["per_D"]
+  assert [p["D"] for p in per_d] == [4.0, 16.0]
+  assert per_d[0]["km_median"] == 3.0 and per_d[0]["escaped_frac"] == 1.0
+  assert per_d[1]["km_median"] == np.inf and per_d[1]["escaped_frac"] == 0.25
+  assert per_d[0]["km_median_ci"][0] <= 3.0 <= per_d[0]["km_median_ci"][1]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_censored_exponent_ci_covers_truth(alpha):
+  # >= 100 repeats, 30-60 % censored at the largest D: the seed-bootstrap and the
+  # Wald CI both cover the true exponent in >= 90 % of them.
+  rng = np.random.default_rng(int(alpha) + 10)
+  repeats, boot_hits, wald_hits, censored_top = 100, 0, 0, []
+  for r in range(repeats):
+    d, tau, escaped = _censored_sample(alpha, rng)
+    censored_top.append(1 - escaped[d == max(DIMS)].mean())
+    fit = metrics.censored_exponent(d, tau, escaped, n_boot=200, seed=r)
+    boot_hits += fit["ci"][0] <= alpha <= fit["ci"][1]
+    wald_hits += fit["ci_model"][0] <= alpha <= fit["ci_model"][1]
+  assert 0.3 <= np.mean(censored_top) <= 0.6
+  assert boot_hits >= 90 and wald_hits >= 90
+
+
+def test_naive_budget_as_value_median_fit_is_biased():
+  # Same data as the coverage test at alpha = 1: with > 1/2 censored at the largest D the
+  # naive median there is the budget, below the true median, so the naive slope is too low;
+  # the censored fit is unbiased.
+  rng = np.random.default_rng(11)
+  naive, censored = [], []
+  for _ in range(100):
+    d, tau, escaped = _censored_sample(1.0, rng)
+    naive.append(_naive_median_fit(d, tau))
+    censored.append(metrics.censored_exponent(d, tau, escaped, n_boot=0)["exponent"])
+  naive, censored = np.array(naive), np.array(censored)
+  se = np.std(censored - naive) / np.sqrt(naive.size)
+  assert abs(np.mean(censored) - 1.0) < 0.03
+  assert np.mean(naive) < 1.0 - 0.05
+  assert np.mean(censored - naive) > 5 * se
+
+
+def test_trapped_at_large_dimension_is_growth():
+  # Every run escapes at the smallest D, none at the largest: a clear increase, not a
+  # missing value.
+  rng = np.random.default_rng(5)
+  d = np.repeat(DIMS, 12).astype(np.float64)
+  tau = np.exp(np.log(d) + 0.3 * rng.standard_normal(d.size))
+  budget = 2 * 4096.0
+  escaped = tau < budget
+  assert escaped[d == DIMS[0]].all() and not escaped[d == DIMS[-1]].any()
+  fit = metrics.censored_exponent(d, np.minimum(tau, budget), escaped, n_boot=300)
+  assert metrics.exponent_verdict(*fit["ci"]) == "grows"
+  assert fit["escape_fraction_slope"] < 0 and fit["escape_fraction_slope_ci"][1] < 0
+
+
+def test_censored_exponent_without_any_escape_is_inconclusive():
+  d = np.repeat(DIMS, 4).astype(np.float64)
+  fit = metrics.censored_exponent(d, np.full(d.size, 100.0), np.zeros(d.size, bool), n_boot=50)
+  assert np.isnan(fit["exponent"]) and not fit["converged"]
+  assert metrics.exponent_verdict(*fit["ci"]) == "inconclusive"
+  assert fit["per_D"][0]["km_median"] == np.inf
+
+
+def test_censored_exponent_bad_input():
+  d = np.array([4.0, 16.0])
+  with pytest.raises(ValueError, match="D, tau, escaped must have one entry per run"):
+    metrics.censored_exponent(d, [1.0], [True, True])
+  with pytest.raises(ValueError, match="D needs at least two distinct values"):
+    metrics.censored_exponent([4.0, 4.0], [1.0, 2.0], [True, True])
+  with pytest.raises(ValueError, match="D and tau must be positive"):
+    metrics.censored_exponent(d, [0.0, 2.0], [True, True])
+  with pytest.raises(ValueError, match="n_boot must be >= 0"):
+    metrics.censored_exponent(d, [1.0, 2.0], [True, True], n_boot=-1)

@@ -1,4 +1,5 @@
-"""Saddle simulator: noise model vs its covariance, metrics, grid == per-cell loop."""
+"""Saddle simulator and experiment: noise model vs its covariance, criteria vs NumPy,
+grid == per-cell loop, race, lr-optimal tau*, untestable groups."""
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ def _draws(cfg, kappa, count, seed=0, geometry_seed=0):
 @pytest.mark.parametrize("noise", ["standard", "isotropic"])
 def test_noise_covariance_is_sigma2_identity_plus_kappa_spike(signal, noise):
   n, kappa, sigma, count = 3, 9.0, 2.0, 60_000
-  cfg = sd.SaddleConfig(n=n, signal=signal, noise=noise, sigma=sigma)
+  cfg = sd.SimConfig(n=n, signal=signal, noise=noise, sigma=sigma)
   geom, x = _draws(cfg, kappa, count)
   x = x.reshape(count, n * n)
   cov = x.T @ x / count
@@ -42,7 +43,7 @@ def test_noise_covariance_is_sigma2_identity_plus_kappa_spike(signal, noise):
 def test_aligned_standard_noise_is_eq7_hadamard_form():
   # App 11.1 eq. (7): N = sqrt(Sigma) ⊙ Z with Sigma_ij = sigma^2, Sigma_11 = kappa sigma^2,
   # using the same standard-normal Z the simulator draws.
-  cfg = sd.SaddleConfig(n=5, sigma=1.5)
+  cfg = sd.SimConfig(n=5, sigma=1.5)
   geom = sd.make_geometry(cfg, 0)
   key = jax.random.key(3)
   z = np.asarray(sd.unit_draws(key, cfg))
@@ -52,7 +53,7 @@ def test_aligned_standard_noise_is_eq7_hadamard_form():
 
 
 def test_isotropic_bulk_lies_on_sphere_of_radius_n():
-  cfg = sd.SaddleConfig(n=7, noise="isotropic")
+  cfg = sd.SimConfig(n=7, noise="isotropic")
   x = jax.vmap(lambda k: sd.unit_draws(k, cfg))(jax.random.split(jax.random.key(0), 10))
   np.testing.assert_allclose(jnp.linalg.norm(x, axis=(1, 2)), 7.0, rtol=1e-5)
 
@@ -60,7 +61,7 @@ def test_isotropic_bulk_lies_on_sphere_of_radius_n():
 def test_heavy_tail_has_student_t_tail_and_power_law_columns():
   scipy_stats = pytest.importorskip("scipy.stats")
   n, count, nu = 8, 15_000, 3
-  cfg = sd.SaddleConfig(n=n, noise="heavy_tail", tail_df=nu, tail_exponent=1.0)
+  cfg = sd.SimConfig(n=n, noise="heavy_tail", tail_df=nu, tail_exponent=1.0)
   x = np.asarray(jax.vmap(lambda k: sd.unit_draws(k, cfg))(
       jax.random.split(jax.random.key(1), count)), np.float64).ravel()
   # Unit-variance t_3: P(|x| > a) = 2 sf_t3(a sqrt(3)); a Gaussian would give 6e-5 at a = 4.
@@ -77,10 +78,23 @@ def test_heavy_tail_has_student_t_tail_and_power_law_columns():
   np.testing.assert_allclose(np.asarray(geom.col_var).mean(), 1.0, rtol=1e-6)
 
 
+def test_student_t_keeps_the_tails_without_the_column_profile():
+  key = jax.random.key(2)
+  flat, profiled = sd.SimConfig(n=8, noise="student_t"), sd.SimConfig(n=8, noise="heavy_tail")
+  np.testing.assert_array_equal(sd.unit_draws(key, flat), sd.unit_draws(key, profiled))
+  np.testing.assert_array_equal(sd.make_geometry(flat, 0).col_var, np.ones(8))
+  np.testing.assert_array_equal(sd.column_variance(8, "heavy_tail", 0.0), np.ones(8))
+  # The mean-1 profile j^-1 gives column 1 (S's column) n / H_n of the variance.
+  for n, top in ((32, 7.9), (128, 23.6), (512, 75.1)):
+    harmonic = np.sum(1.0 / np.arange(1, n + 1))
+    assert float(sd.column_variance(n, "heavy_tail", 1.0)[0]) == pytest.approx(n / harmonic, rel=1e-5)
+    assert n / harmonic == pytest.approx(top, abs=0.05)
+
+
 @pytest.mark.parametrize("signal", ["aligned", "incoherent"])
 def test_drift_points_away_from_the_saddle(signal):
   lam, mu, w0 = 0.3, 0.2, 0.5
-  cfg = sd.SaddleConfig(n=4, signal=signal, bulk_curvature=mu)
+  cfg = sd.SimConfig(n=4, signal=signal, bulk_curvature=mu)
   geom = sd.make_geometry(cfg, 0)
   s = jnp.outer(geom.u, geom.v)
   other = jnp.ones((4, 4)) - sd.project(geom, jnp.ones((4, 4))) * s  # orthogonal to S.
@@ -91,7 +105,7 @@ def test_drift_points_away_from_the_saddle(signal):
   keys = jax.random.split(jax.random.key(0), 20_000)
   mean = jax.vmap(lambda k: sd.stochastic_gradient(k, w, geom, lam, 4.0, cfg))(keys).mean(0)
   np.testing.assert_allclose(mean, g, atol=0.05)
-  quiet = sd.SaddleConfig(n=4, signal=signal, sigma=0.0)
+  quiet = sd.SimConfig(n=4, signal=signal, sigma=0.0)
   g0 = sd.stochastic_gradient(keys[0], w0 * s, geom, lam, 4.0, quiet)
   np.testing.assert_allclose(sd.project(geom, w0 * s - 0.1 * g0), w0 * (1 + 0.1 * lam), rtol=1e-6)
 
@@ -146,96 +160,239 @@ def _lion_chain(lr):  # an arbitrary user transform (chain) with a learning rate
 def test_batched_grid_equals_per_cell_loop(name):
   fn = _lion_chain if name == "lion_chain" else sd.make_optimizer(name)
   lr = {"muon": [0.05, 0.2], "adamw": [0.02, 0.1], "lion_chain": [0.02]}[name]
-  cfg = sd.SaddleConfig(n=6, steps=40, chunk=16, radius=0.5, signal="incoherent")
+  cfg = sd.SimConfig(n=6, steps=40, chunk=16, radius=0.5, signal="incoherent")
   grid = sd.make_grid([0.5, 0.05], [1.0, 50.0], lr, [0, 3])
   batched = sd.run_grid(fn, cfg, grid, seed=7)
   loop = sd.run_cell_loop(fn, cfg, grid, seed=7)
-  for k in ("tau_esc", "tau_esc_frob", "tau_lock", "escaped", "escaped_frob", "locked"):
-    np.testing.assert_array_equal(batched[k], loop[k], err_msg=k)
+  for m in sd.METRICS:
+    for k in (f"tau_{m}", f"hit_{m}"):
+      np.testing.assert_array_equal(batched[k], loop[k], err_msg=k)
   np.testing.assert_allclose(batched["w_final"], loop["w_final"], atol=1e-6)
-  # The grid is not trivial: some cells escape, some do not, lock happens somewhere.
-  assert batched["escaped_frob"].any() and not batched["escaped"].all()
+  # The grid is not trivial: some cells escape, some do not.
+  assert batched["hit_definition1"].any() and not batched["hit_structural"].all()
 
 
-def test_trace_agrees_with_metrics_and_freezes_after_escape():
-  cfg = sd.SaddleConfig(n=8, steps=120, chunk=32, radius=0.6)
+def test_criteria_values_match_numpy_and_crossings_match_the_trace():
+  cfg = sd.SimConfig(n=8, steps=120, chunk=32, radius=0.6, perp_radius=0.3, init_scale=0.05,
+                     signal="incoherent")
   grid = sd.make_grid([0.5], [1.0, 100.0], [0.05], [0, 1, 2])
   out = sd.run_grid(sd.make_optimizer("muon"), cfg, grid, trace=True)
   tr = out["trace"]
-  assert tr.shape == (6, 120, 2) and np.isfinite(tr).all()
-  for col, crit, flag in ((0, "tau_esc", "escaped"), (1, "tau_esc_frob", "escaped_frob")):
-    idx, crossed = metrics.first_crossing(tr[:, :, col], cfg.radius, axis=1)
-    np.testing.assert_array_equal(out[flag], crossed)
-    np.testing.assert_array_equal(out[crit], np.where(crossed, np.asarray(idx) + 1, cfg.steps))
-  done = out["escaped"] & out["escaped_frob"]
+  assert tr.shape == (6, 120, 5) and np.isfinite(tr).all()
+  thresholds = [0.6, 0.6, 0.6, 0.3, 0.3]
+  for col, (m, level) in enumerate(zip(sd.METRICS[:5], thresholds)):
+    idx, crossed = metrics.first_crossing(tr[:, :, col], level, axis=1)
+    np.testing.assert_array_equal(out[f"hit_{m}"], crossed, err_msg=m)
+    np.testing.assert_array_equal(out[f"tau_{m}"], np.where(crossed, np.asarray(idx) + 1, cfg.steps))
+  # Final values against NumPy on W_final - W_0 (W_0 re-drawn from the cell's init key).
+  geom = sd.make_geometry(cfg, 0)
+  s = np.outer(np.asarray(geom.u), np.asarray(geom.v))
+  for i, si in enumerate(grid.seed_index):
+    init_key = sd.cell_keys(0, cfg.n, cfg.noise, int(si))[0]
+    w0 = np.asarray(sd.init_cell(sd.make_optimizer("muon"), cfg, init_key, 0.05).w, np.float64)
+    delta = out["w_final"][i].astype(np.float64) - w0
+    perp = delta - np.sum(s * delta) * s
+    np.testing.assert_allclose(tr[i, -1, 0], abs(np.sum(s * delta)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(tr[i, -1, 1], np.linalg.norm(delta), rtol=1e-4)
+    np.testing.assert_allclose(tr[i, -1, 3], np.linalg.norm(perp), rtol=1e-4)
+    # Warm-started power iterations: a lower bound within 2 % of the SVD's top value.
+    for col, m in ((2, delta), (4, perp)):
+      top = np.linalg.svd(m, compute_uv=False)[0]
+      assert 0.98 * top <= tr[i, -1, col] <= top * (1 + 1e-4)
+  # Frozen after the structural escape; the structural escape implies both whole-parameter ones.
+  done = out["hit_structural"]
   assert done.any()
+  assert np.all(out["tau_definition1"][done] <= out["tau_structural"][done])
+  assert np.all(out["tau_spectral"][done] <= out["tau_structural"][done])
   for i in np.flatnonzero(done):
-    last = max(out["tau_esc"][i], out["tau_esc_frob"][i])
+    last = out["tau_structural"][i]
     np.testing.assert_array_equal(tr[i, last - 1:], np.broadcast_to(tr[i, last - 1], tr[i, last - 1:].shape))
-  np.testing.assert_allclose(np.abs(out["w_final"][:, 0, 0]), tr[:, -1, 0], rtol=1e-6)
+
+
+def test_race_success_follows_the_orthogonal_radius():
+  # With R_perp huge the orthogonal deviation never counts: success == structural escape.
+  # With R_perp tiny the orthogonal deviation always wins: no success.
+  grid = sd.make_grid([0.5], [1.0, 100.0], [0.05], [0, 1, 2, 3])
+  outcomes = {}
+  for rp in (1e6, 1e-4):
+    cfg = sd.SimConfig(n=8, steps=150, chunk=50, radius=0.5, perp_radius=rp)
+    out = sd.run_grid(sd.make_optimizer("muon"), cfg, grid)
+    recs = [{k: out[k][i] for k in out if k != "w_final"} for i in range(len(grid.lam))]
+    outcomes[rp] = [(sd.race_success(r, "frobenius"), sd.race_success(r, "spectral"), r) for r in recs]
+  assert any(r["hit_structural"] for _, _, r in outcomes[1e6])
+  for frob, spec, r in outcomes[1e6]:
+    assert frob == spec == bool(r["hit_structural"])
+  assert not any(frob or spec for frob, spec, _ in outcomes[1e-4])
 
 
 def test_cells_spread_over_devices_give_the_same_results():
   devices = jax.local_devices()
   if len(devices) < 2:
     pytest.skip("needs >= 2 devices (conftest emulates 8 CPU devices)")
-  cfg = sd.SaddleConfig(n=5, steps=40, chunk=8, radius=0.4)
+  cfg = sd.SimConfig(n=5, steps=40, chunk=8, radius=0.4)
   grid = sd.make_grid([0.5], [1.0, 30.0], [0.05], [0, 1, 2])  # 6 cells: padded to 8.
   fn = sd.make_optimizer("muon")
   many = sd.run_grid(fn, cfg, grid, devices=devices)
   one = sd.run_grid(fn, cfg, grid, devices=devices[:1])
-  for k in ("tau_esc", "tau_esc_frob", "tau_lock", "escaped"):
-    np.testing.assert_array_equal(many[k], one[k])
+  for m in sd.METRICS:
+    np.testing.assert_array_equal(many[f"tau_{m}"], one[f"tau_{m}"])
   np.testing.assert_allclose(many["w_final"], one["w_final"], atol=1e-6)
 
 
-def test_median_exponent_fit_recovers_power_law_and_verdicts():
-  rng = np.random.default_rng(0)
-  dims = np.array([256, 1024, 4096, 16384])
-  taus = [5 * d**0.7 * np.exp(rng.normal(0, 0.05, 9)) for d in dims]
-  fit = sd.fit_median_exponent(dims, taus, n_boot=300, seed=1)
-  meds = [np.median(t) for t in taus]
-  slope = np.polyfit(np.log(dims), np.log(meds), 1)[0]
-  assert fit["exponent"] == pytest.approx(slope, abs=1e-9)
-  assert fit["ci_low"] < 0.7 < fit["ci_high"] and fit["ci_high"] - fit["ci_low"] < 0.1
-  assert sd.verdict(fit, []) == "grows ~D^0.70"
-  flat = sd.fit_median_exponent(dims, [100 * np.exp(rng.normal(0, 0.05, 9)) for _ in dims],
-                                n_boot=300)
-  assert sd.verdict(flat, []).startswith("dimension-free")
-  assert sd.verdict({"exponent": -0.5, "ci_low": -0.6, "ci_high": -0.4}, []) == "shrinks ~D^-0.50"
-  assert sd.verdict({"exponent": 0.1, "ci_low": -0.3, "ci_high": 0.5}, []).startswith("inconclusive")
-  assert sd.verdict(None, [64]).startswith("not escaped within budget")
-  assert sd.median_censored([10, 20, 100, 100], [True, True, False, False])[1]
-  assert not sd.median_censored([10, 20, 30, 100], [True, True, True, False])[1]
-
-
-def test_summarize_and_claims_on_synthetic_records():
-  recs = []
-  for opt, alpha in (("muon", 0.0), ("adamw", 1.0)):
-    for n in (8, 16, 32):
-      for s in range(5):
-        tau = int(round(40 * (n * n) ** alpha * (1 + 0.01 * s)))
-        recs.append({"optimizer": opt, "lr": 0.1, "noise": "standard", "lam": 0.1, "kappa": 100.0,
-                     "n": n, "seed": s, "tau_esc": tau, "tau_esc_frob": 10**6,
-                     "escaped": True, "escaped_frob": False})
-  summary = sd.summarize(recs, steps=10**6, n_boot=200)
-  assert len(summary) == 4
-  by = {(s["optimizer"], s["criterion"]): s for s in summary}
-  assert by[("muon", "tau_esc")]["verdict"].startswith("dimension-free")
-  assert by[("adamw", "tau_esc")]["fit"]["exponent"] == pytest.approx(1.0, abs=0.01)
-  assert by[("adamw", "tau_esc_frob")]["verdict"].startswith("not escaped")
-  assert by[("muon", "tau_esc")]["per_n"][0]["median"] == np.median([round(40 * (1 + 0.01 * s)) for s in range(5)])
-  claims = sd.evaluate_claims(summary)
-  assert claims["muon_dimension_free"]["tau_esc"]["reproduces_in"] == "1/1 groups"
-  assert claims["adamw_grows_with_D"]["tau_esc"]["groups"][0]["linear"]
-  assert claims["muon_faster_with_n_at_high_kappa"]["tau_esc"]["reproduces_in"] == "0/1 groups"
-  assert claims["adamw_grows_with_D"]["tau_esc_frob"]["reproduces_in"] == "0/1 groups"
-
-
-def test_config_rejects_bad_values():
-  for kw in ({"n": 1}, {"n": 4, "signal": "diagonal"}, {"n": 4, "noise": "pink"},
-             {"n": 4, "steps": 0}, {"n": 4, "tail_df": 2}, {"n": 4, "radius": 0.0}):
-    with pytest.raises(ValueError):
-      sd.SaddleConfig(**kw)
+def test_sim_config_rejects_bad_values():
+  for kw, msg in (({"n": 1}, "n=1"), ({"n": 4, "signal": "diagonal"}, "signal"),
+                  ({"n": 4, "noise": "pink"}, "noise"), ({"n": 4, "steps": 0}, "steps"),
+                  ({"n": 4, "tail_df": 2}, "tail_df"), ({"n": 4, "radius": 0.0}, "radius"),
+                  ({"n": 4, "perp_radius": 0.0}, "perp_radius")):
+    with pytest.raises(ValueError, match=msg):
+      sd.SimConfig(**kw)
   with pytest.raises(ValueError, match="optimizer"):
     sd.make_optimizer("adagrad")
+
+
+# ----------------------------------------------------------------------------
+# Experiment statistics on synthetic records (known answers, no simulation).
+
+
+def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0, lam=0.1, noise="standard"):
+  """A cell record: structural escape at `tau` (None: never), perp Frobenius at `perp_frob`."""
+  steps = 1000
+  rec = {"optimizer": opt, "signal": signal, "noise": noise, "n": n, "D": n * n, "lam": lam,
+         "kappa": kappa, "lr": lr, "seed": seed}
+  for m, t in (("structural", tau), ("definition1", tau), ("spectral", tau),
+               ("perp_frobenius", perp_frob), ("perp_spectral", None), ("lock", None)):
+    rec[f"tau_{m}"], rec[f"hit_{m}"] = (steps, False) if t is None else (t, True)
+  return rec
+
+
+def test_tau_star_picks_the_fastest_race_winning_lr():
+  # lr 0.1: tau 50 at every n but the orthogonal deviation wins at n >= 16 (at step 10);
+  # lr 0.01: tau = 25 n, never loses the race. tau* = 50, 400, 800 at lr 0.1, 0.01, 0.01.
+  cfg = sd.SaddleConfig(dims=(8, 16, 32), kappas=(100.0,), seeds=6, steps=1000, n_boot=100,
+                        optimizers=("muon",), signals=("aligned",), muon_lrs=(0.01, 0.1))
+  recs = []
+  for n in (8, 16, 32):
+    for s in range(6):
+      recs.append(_record("muon", "aligned", n, 0.1, s, 50 + s, None if n == 8 else 10))
+      recs.append(_record("muon", "aligned", n, 0.01, s, 25 * n + s, None))
+  (star,) = sd.tau_star(cfg, recs)
+  per_n = star["frobenius"]["per_n"]
+  assert [p["lr"] for p in per_n] == [0.1, 0.01, 0.01]
+  assert [p["tau_star"] for p in per_n] == [52.0, 402.0, 802.0]  # KM medians of 6 seeds.
+  assert [p["success"] for p in per_n] == [1.0, 1.0, 1.0]
+  assert per_n[1]["success_by_lr"] == {"0.01": 1.0, "0.1": 0.0}
+  assert star["frobenius"]["lr_slope"] == pytest.approx(np.log(0.1) / np.log(16), rel=1e-6)
+  assert star["frobenius"]["verdict"] == "grows"
+  # No lr wins at n = 32 once lr 0.01 is trapped there: tau*(32) censored, still "grows".
+  trapped = [r if not (r["n"] == 32 and r["lr"] == 0.01) else
+             _record("muon", "aligned", 32, 0.01, r["seed"], None, None) for r in recs]
+  (star,) = sd.tau_star(cfg, trapped)
+  assert star["frobenius"]["per_n"][2]["lr"] is None
+  assert star["frobenius"]["per_n"][2]["tau_star"] is None
+  assert star["frobenius"]["verdict"] == "grows"
+
+
+def test_untestable_groups_are_labelled_and_tallied_apart():
+  cfg = sd.SaddleConfig(dims=(8, 16), kappas=(100.0,), seeds=5, n_boot=50, steps=1000)
+  recs = [_record(opt, signal, n, 0.01, s, 100 + s, None)
+          for opt in ("muon", "adamw") for signal in ("aligned", "incoherent") for n in (8, 16)
+          for s in range(5)]
+  summary = sd.summarize(cfg, recs)
+  by = {(s["optimizer"], s["signal"]): s for s in summary}
+  assert by[("adamw", "aligned")]["structural"]["verdict"] == "untestable"
+  assert "coordinate-separable" in by[("adamw", "aligned")]["structural"]["reason"]
+  for key in (("muon", "aligned"), ("adamw", "incoherent")):
+    assert by[key]["structural"]["verdict"] == "dimension-free"  # identical taus at both n.
+  assert by[("adamw", "aligned")]["definition1"]["verdict"] == "dimension-free"
+  tally = sd.tallies(summary, [])
+  assert tally["aligned"]["adamw"]["structural"] == {"untestable": 1}
+  assert tally["incoherent"]["adamw"]["structural"] == {"dimension-free": 1}
+
+
+def test_independent_draws_give_each_group_its_own_streams():
+  base = {"dims": (8,), "curvatures": (0.1, 0.01), "kappas": (1.0, 100.0), "seeds": 3,
+          "muon_lrs": (0.01, 0.1), "adamw_lrs": (0.001, 0.01), "signals": ("aligned",)}
+  common = sd.SaddleConfig(**base)
+  cells = [c for c in sd.all_cells(common) if c["signal"] == "aligned"]
+  assert {sd.stream_index(common, c) for c in cells} == {0, 1, 2}
+  indep = sd.SaddleConfig(**base, independent_draws=True)
+  assert len({sd.stream_index(indep, c) for c in cells}) == len(cells)
+
+
+def test_saddle_config_rejects_bad_values():
+  from muon_jax import config
+  for kw, msg in (({"muon_lrs": (0.1, 0.1)}, "muon_lrs has duplicate values"),
+                  ({"adamw_lrs": (0.0, 0.1)}, "adamw_lrs=0.0 is out of range"),
+                  ({"perp_radius": 0.0}, "perp_radius=0.0 is out of range"),
+                  ({"success_level": 1.0}, "success_level=1.0 is out of range"),
+                  ({"signals": ("diagonal",)}, "signals='diagonal' is not allowed")):
+    with pytest.raises(ValueError, match=msg):
+      config.check(sd.SaddleConfig(**kw))
+
+
+def test_claims_rows_follow_the_verdicts():
+  # Muon: flat at kappa 1 (Fig 1a holds), tau ~ D^-1/2 at kappa 100 (Fig 1b holds); no AdamW,
+  # no noise ablation: those rows are absent or untestable.
+  cfg = sd.SaddleConfig(dims=(8, 64), kappas=(1.0, 100.0), seeds=5, n_boot=100, steps=1000,
+                        optimizers=("muon",), signals=("incoherent",), muon_lrs=(0.02,))
+  recs = [_record("muon", "incoherent", n, 0.02, s,
+                  (100 + s) if kappa == 1.0 else round(800 / n) + s, None, kappa=kappa)
+          for kappa in (1.0, 100.0) for n in (8, 64) for s in range(5)]
+  summary, stars = sd.summarize(cfg, recs), sd.tau_star(cfg, recs)
+  doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs, "summary": summary,
+         "tau_star": stars}
+  rows = {r["id"]: r for r in sd.claims(doc)}
+  a = rows["fig1a/incoherent/lam=0.1/structural"]
+  assert (a["verdict"], a["reproduces"]) == ("dimension-free", True)
+  b = rows["fig1b/incoherent/lam=0.1/structural"]
+  assert (b["verdict"], b["reproduces"]) == ("shrinks", True)
+  assert rows["fig1b/incoherent/lam=0.1/tau_star_frobenius"]["verdict"] == "shrinks"
+  assert not any(k.startswith("fig1c") for k in rows)
+  for k in ("fig5a/heavy_tail", "fig5b/student_t", "fig1d"):
+    assert (rows[k]["verdict"], rows[k]["reproduces"]) == ("untestable", None)
+
+
+@pytest.mark.parametrize("depends_on_lam, verdict", [(False, "holds"), (True, "does not hold")])
+def test_fig1d_claim_fits_adamw_tau_against_curvature(depends_on_lam, verdict):
+  cfg = sd.SaddleConfig(dims=(8, 16), curvatures=(0.01, 0.001), kappas=(1.0,), seeds=6, n_boot=200,
+                        steps=10**5, optimizers=("adamw",), signals=("incoherent",),
+                        adamw_lrs=(0.001,))
+  recs = [_record("adamw", "incoherent", n, 0.001, s,
+                  round((1 / lam if depends_on_lam else 500) * (1 + 0.01 * s)), None, kappa=1.0,
+                  lam=lam)
+          for lam in (0.01, 0.001) for n in (8, 16) for s in range(6)]
+  doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs,
+         "summary": sd.summarize(cfg, recs), "tau_star": sd.tau_star(cfg, recs)}
+  (row,) = [r for r in sd.claims(doc) if r["id"].startswith("fig1d")]
+  assert row["id"] == "fig1d/incoherent" and row["verdict"] == verdict
+  assert row["reproduces"] is (verdict == "holds")
+
+
+def test_figures_follow_the_ablations_that_ran():
+  import matplotlib.pyplot as plt
+
+  from muon_jax.figures import saddle as figures
+  base = {"dims": (8, 16), "kappas": (1.0,), "seeds": 4, "n_boot": 50, "steps": 1000,
+          "optimizers": ("muon",), "signals": ("incoherent",), "muon_lrs": (0.02,)}
+  runs = {
+      "one noise, one lam": ({}, {"fig1a_muon_vs_dimension.png", "race_success.png", "tau_star.png"}),
+      "ablations": ({"curvatures": (0.1, 0.01), "noises": ("standard", "student_t")},
+                    {"fig1a_muon_vs_dimension.png", "race_success.png", "tau_star.png",
+                     "fig5b_noise_vs_dimension.png", "fig1b_muon_vs_curvature.png",
+                     "fig5a_noise_vs_curvature.png"}),
+  }
+  for extra, expected in runs.values():
+    cfg = sd.SaddleConfig(**base, **extra)
+    recs = [_record("muon", "incoherent", n, 0.02, s, None if (n == 16 and s < 3) else 50 + s,
+                    None, kappa=1.0, lam=lam, noise=z)
+            for z in cfg.noises for lam in cfg.curvatures for n in cfg.dims for s in range(4)]
+    doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs,
+           "summary": sd.summarize(cfg, recs), "tau_star": sd.tau_star(cfg, recs)}
+    figs = figures.figures(doc)
+    assert set(figs) == expected
+    # The censored KM median (3 of 4 trapped at n = 16) is drawn hollow at the budget.
+    ax = figs["fig1a_muon_vs_dimension.png"].axes[0]
+    hollow = [c for c in ax.collections if c.get_offsets().shape[0]]
+    assert any(np.allclose(c.get_offsets()[:, 1], 1000) for c in hollow)
+    for fig in figs.values():
+      plt.close(fig)
