@@ -301,9 +301,10 @@ def rank_expansion_steps(erank_SxKxR, steps_R, threshold_factor: float = 2.0):
 def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dict | None:
   """Log-log exponent of the rank-expansion step vs x (n or kappa), with its verdict.
 
-  Runs that never crossed are right-censored at the last step; they are
-  excluded from the fit and counted in "censored" (a censored run at a large
-  x means the fitted exponent understates growth). Crossing steps are
+  Runs that never crossed are right-censored at the last recorded step and
+  enter the censored log-normal regression (`metrics.censored_exponent`) as
+  such, so a run that never expands at a large x counts as evidence of
+  growth; "censored" counts them. Crossing steps are
   integers recorded every step up to dense_steps and sparser after, so the
   exponent also carries "step_granularity" (the recording interval where the
   crossings lie) and "exponent_resolution": the exponent a change of one
@@ -315,8 +316,12 @@ def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dic
   x, step, crossed = (np.asarray(a).ravel() for a in (x, step, crossed))
   if len(np.unique(x[crossed])) < 2:
     return None
-  fit = metrics.fit_loglog_exponent(x[crossed], step[crossed], seed=seed)
   steps_R = np.asarray(steps_R)
+  tau = np.where(crossed, step, steps_R[-1])
+  censored = metrics.censored_exponent(x, np.maximum(tau, 1), crossed, seed=seed)
+  fit = {"exponent": censored["exponent"], "ci_low": float(censored["ci"][0]),
+         "ci_high": float(censored["ci"][1]), "n": int(x.size),
+         "converged": censored["converged"]}
   granularity = 1 if np.max(step[crossed]) <= dense_steps else int(np.max(np.diff(steps_R)))
   medians = [np.median(step[crossed & (x == v)]) for v in np.unique(x[crossed])]
   smallest = max(float(np.min(medians)), 1.0)

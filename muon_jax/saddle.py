@@ -897,6 +897,20 @@ def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = Fals
           "tallies": tallies(summary, stars)}
 
 
+def config_from_results(results: dict) -> SaddleConfig:
+  """The SaddleConfig a results dict was made with."""
+  return SaddleConfig(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in results["config"].items()})
+
+
+def resummarize(results: dict) -> dict:
+  """`results` with summary, tau* and tallies recomputed from its stored cells."""
+  cfg = config_from_results(results)
+  summary = summarize(cfg, results["cells"])
+  stars = tau_star(cfg, results["cells"])
+  return {**results, "summary": summary, "tau_star": stars, "tallies": tallies(summary, stars)}
+
+
 # ----------------------------------------------------------------------------
 # Claims of the paper (one row per claim, geometry, curvature and criterion).
 
@@ -961,8 +975,7 @@ def claims(results: dict) -> list[dict]:
   compare Kaplan-Meier medians (Muon, structural, paper lr) of heavy-tailed
   and standard noise, for the profiled heavy_tail and the flat student_t.
   """
-  cfg = SaddleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                        for k, v in results["config"].items()})
+  cfg = config_from_results(results)
   summary = {tuple(s[k] for k in GROUP_KEYS): s for s in results["summary"]}
   stars = {tuple(s[k] for k in TAU_STAR_KEYS): s for s in results["tau_star"]}
   noise = "standard" if "standard" in cfg.noises else cfg.noises[0]

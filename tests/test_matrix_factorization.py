@@ -230,7 +230,7 @@ def test_never_crossed_runs_are_censored_not_dropped_silently():
   units, cfg = _synthetic_units(lambda n: 5 if n < 256 else 500, dims)
   s = mf.summarize(units, cfg)["muon"]
   fit = s["exponent_vs_n"]
-  assert fit["censored"] == 6 and fit["n"] == 12 and fit["censored_at"] == 100
+  assert fit["censored"] == 6 and fit["n"] == 18 and fit["censored_at"] == 100  # censored runs enter the fit
   assert s["per_n"]["256"]["expansion_step"] == [[None, None]] * 3
   assert s["per_n"]["256"]["crossed_fraction"] == 0.0
   claim = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg),

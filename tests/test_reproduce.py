@@ -35,8 +35,7 @@ def _summary():
                    "computed_at": {"commit": "0123456789abcdef", "dirty": False,
                                    "started_utc": "2025-12-31 23:00:00"},
                    "figures": [], "summary": {},
-                   "claims": [_claim("lemma7", "grows", False)]}},
-      "pending": {"saddle": "Fig 1: not on this branch"}}
+                   "claims": [_claim("lemma7", "grows", False)]}}}
 
 
 def test_report_has_one_row_per_claim_and_the_provenance():

@@ -69,7 +69,7 @@ def vs_dimension(results: dict, optimizer: str, title: str):
   """KM median tau vs D, one panel per criterion, at the paper lr; escaped fraction below."""
   cfg = results["config"]
   steps = cfg["steps"]
-  lr = saddle.paper_lr(_config(results), optimizer)
+  lr = saddle.paper_lr(saddle.config_from_results(results), optimizer)
   noise = "standard" if "standard" in cfg["noises"] else cfg["noises"][0]
   groups = [s for s in results["summary"]
             if s["optimizer"] == optimizer and s["lr"] == lr and s["noise"] == noise]
@@ -98,11 +98,6 @@ def saddle_criterion_title(crit: str) -> str:
   return {"definition1": "definition1 (paper, Def. 1): ||W − W₀||_F ≥ R",
           "structural": "structural (ours): |⟨S, W − W₀⟩| ≥ R",
           "spectral": "spectral: ||W − W₀||₂ ≥ R"}[crit]
-
-
-def _config(results: dict) -> saddle.SaddleConfig:
-  return saddle.SaddleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in results["config"].items()})
 
 
 def race_success(results: dict):
@@ -162,7 +157,7 @@ def tau_star(results: dict):
 
 def noise_vs_dimension(results: dict):
   """Fig 5b: Muon KM median structural tau vs D per noise modality (paper lr, smallest lam)."""
-  cfg = _config(results)
+  cfg = saddle.config_from_results(results)
   lr, lam = saddle.paper_lr(cfg, "muon"), min(cfg.curvatures)
   fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
   groups = [s for s in results["summary"]
@@ -185,7 +180,7 @@ def noise_vs_dimension(results: dict):
 
 def vs_curvature(results: dict, noises, dims, title: str):
   """Fig 1b / 5a: Muon KM median structural tau vs lam at the paper lr, per (noise, signal, kappa, n)."""
-  cfg = _config(results)
+  cfg = saddle.config_from_results(results)
   lr = saddle.paper_lr(cfg, "muon")
   lams = sorted(cfg.curvatures)
   by = {(s["noise"], s["signal"], s["kappa"], s["lam"]): s for s in results["summary"]
