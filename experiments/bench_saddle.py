@@ -14,30 +14,29 @@ fraction_of_matmul_roofline (grid's Newton-Schulz FLOP rate, counted with
 `newton_schulz.ns_flops`, over the matmul rate) per n.
 """
 
+import dataclasses
 import os
 
-from absl import app, flags, logging
+from absl import logging
 
-from muon_jax import validate
-
-flags.DEFINE_list("dims", ["32", "128"], "Matrix sides n, each in [2, 4096].")
-flags.DEFINE_integer("cells", 16, "Cells in the grid (and batch of the matmul roofline), in [1, 4096].")
-flags.DEFINE_integer("steps", 60, "Steps per timed grid call, in [1, 10^6].")
-flags.DEFINE_integer("loop_cells", 2, "Cells timed in the per-cell loop, in [1, 4096].")
-flags.DEFINE_integer("loop_steps", 20, "Steps per cell in the per-cell loop, in [1, 10^6].")
-flags.DEFINE_integer("repeats", 3, "Timed repeats (median), in [1, 100].")
-flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
-flags.DEFINE_string("out_dir", "out/bench_saddle", "Where bench_saddle.json goes.")
-FLAGS = flags.FLAGS
+from experiments import cli
+from muon_jax.config import field
 
 
-def _validate():
-  dims = validate.parse_list("dims", FLAGS.dims, int)
-  validate.check_range("dims", dims, low=2, high=4096)
-  for name, high in (("cells", 4096), ("steps", 10**6), ("loop_cells", 4096),
-                     ("loop_steps", 10**6), ("repeats", 100)):
-    validate.check_range(name, getattr(FLAGS, name), low=1, high=high)
-  return dims
+@dataclasses.dataclass(frozen=True)
+class BenchSaddleConfig:
+  """What bench_saddle times."""
+  dims: tuple[int, ...] = field((32, 128), "matrix sides n", low=2, high=4096)
+  cells: int = field(16, "cells in the grid (and batch of the matmul roofline)", low=1, high=4096)
+  steps: int = field(60, "steps per timed grid call", low=1, high=10**6)
+  loop_cells: int = field(2, "cells timed in the per-cell loop", low=1, high=4096)
+  loop_steps: int = field(20, "steps per cell in the per-cell loop", low=1, high=10**6)
+  repeats: int = field(3, "timed repeats (median)", low=1, high=100)
+  seed: int = field(0, "seed of every random draw")
+  out_dir: str = field("out/bench_saddle", "where bench_saddle.json goes")
+
+
+FLAGS = cli.define_flags(BenchSaddleConfig)
 
 
 def bench_one(n: int, cells: int, steps: int, loop_cells: int, loop_steps: int, repeats: int,
@@ -94,26 +93,28 @@ def main(argv):
   del argv
   import jax
   from muon_jax import results
-  dims = _validate()
+  with cli.flag_errors():
+    cfg = cli.config_from_flags(BenchSaddleConfig)
+    cli.check_out_dir(cfg.out_dir)
   rows = []
-  for n in dims:
-    row = bench_one(n, FLAGS.cells, FLAGS.steps, FLAGS.loop_cells, FLAGS.loop_steps,
-                    FLAGS.repeats, FLAGS.seed)
+  for n in cfg.dims:
+    row = bench_one(n, cfg.cells, cfg.steps, cfg.loop_cells, cfg.loop_steps, cfg.repeats,
+                    cfg.seed)
     rows.append(row)
     logging.info("n=%d: grid %.0f cell-steps/s, loop %.0f (x%.1f), NS %.1f GFLOP/s = %.0f%% of "
                  "batched matmul %.1f GFLOP/s", n, row["grid_cell_steps_per_s"],
                  row["loop_cell_steps_per_s"], row["speedup_vs_loop"], row["grid_ns_gflops"],
                  100 * row["fraction_of_matmul_roofline"], row["matmul_gflops"])
   out = {"benchmark": "bench_saddle", "device": str(jax.devices()[0].device_kind),
-         "backend": jax.default_backend(), "steps": FLAGS.steps, "optimizer": "muon",
+         "backend": jax.default_backend(), "steps": cfg.steps, "optimizer": "muon",
          "speedup_vs_loop": {str(r["n"]): float(r["speedup_vs_loop"]) for r in rows},
          "fraction_of_matmul_roofline": {str(r["n"]): float(r["fraction_of_matmul_roofline"]) for r in rows},
          "rows": rows}
-  path = os.path.join(FLAGS.out_dir, "bench_saddle.json")
+  path = os.path.join(cfg.out_dir, "bench_saddle.json")
   results.atomic_write_json(path, out)
   print(f"wrote {path}: speedup_vs_loop {out['speedup_vs_loop']}, "
         f"fraction_of_matmul_roofline {out['fraction_of_matmul_roofline']}")
 
 
 if __name__ == "__main__":
-  validate.run_or_exit(lambda: app.run(main))
+  cli.run(main)
