@@ -319,7 +319,8 @@ def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dic
   steps_R = np.asarray(steps_R)
   tau = np.where(crossed, step, steps_R[-1])
   censored = metrics.censored_exponent(x, np.maximum(tau, 1), crossed, seed=seed)
-  fit = {"exponent": censored["exponent"], "ci_low": float(censored["ci"][0]),
+  fit = {"exponent": censored["exponent"], "intercept": censored["intercept"],
+         "ci_low": float(censored["ci"][0]),
          "ci_high": float(censored["ci"][1]), "n": int(x.size),
          "converged": censored["converged"]}
   granularity = 1 if np.max(step[crossed]) <= dense_steps else int(np.max(np.diff(steps_R)))
