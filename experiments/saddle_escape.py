@@ -49,7 +49,7 @@ def main(argv):
   results.atomic_write_json(path, doc)
   figures = saddle_figures.figures(doc)
   for name, fig in figures.items():
-    results.save_figure(fig, os.path.join(FLAGS.out_dir, name))
+    results.save_figure(fig, os.path.join(FLAGS.out_dir, f"{name}.png"))
   results.atomic_write_json(os.path.join(FLAGS.out_dir, TIMING),
                             {"total_seconds": round(time.perf_counter() - start, 2)})
   for row in doc["claims"]:

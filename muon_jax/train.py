@@ -509,7 +509,7 @@ class _MetricsWriter:
       return
     from muon_jax.figures import train as train_figures
     for name, fig in train_figures.figures({"metrics": self.rows, "title": self.title}).items():
-      results.save_figure(fig, os.path.join(os.path.dirname(self.path), name))
+      results.save_figure(fig, os.path.join(os.path.dirname(self.path), f"{name}.png"))
     self._tb.flush()
 
   def close(self) -> None:

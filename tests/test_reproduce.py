@@ -56,7 +56,6 @@ def test_report_has_one_row_per_claim_and_the_provenance():
   assert ("| beta | Lemma 7 | 0m05s (earlier run, reused) | `0123456789` 2025-12-31 23:00:00 | "
           "n=4 |" in text)
   assert "| total | | 1m06s | | |" in text
-  assert "- **saddle**: Fig 1: not on this branch" in text
 
 
 def test_committed_cpu_report_matches_its_summary():

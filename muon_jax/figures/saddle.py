@@ -230,20 +230,20 @@ def figures(results: dict) -> dict:
   cfg = results["config"]
   out = {}
   if "muon" in cfg["optimizers"]:
-    out["fig1a_muon_vs_dimension.png"] = vs_dimension(results, "muon", "Fig 1a/1b: Muon τ vs D")
+    out["fig1a_muon_vs_dimension"] = vs_dimension(results, "muon", "Fig 1a/1b: Muon τ vs D")
   if "adamw" in cfg["optimizers"]:
-    out["fig1c_adamw_vs_dimension.png"] = vs_dimension(results, "adamw", "Fig 1c: AdamW τ vs D")
+    out["fig1c_adamw_vs_dimension"] = vs_dimension(results, "adamw", "Fig 1c: AdamW τ vs D")
   if any("trajectory" in c for c in results["cells"]):
-    out["fig1d_trajectories.png"] = trajectories(results)
-  out["race_success.png"] = race_success(results)
-  out["tau_star.png"] = tau_star(results)
+    out["fig1d_trajectories"] = trajectories(results)
+  out["race_success"] = race_success(results)
+  out["tau_star"] = tau_star(results)
   if "muon" in cfg["optimizers"] and len(cfg["noises"]) > 1:
-    out["fig5b_noise_vs_dimension.png"] = noise_vs_dimension(results)
+    out["fig5b_noise_vs_dimension"] = noise_vs_dimension(results)
   if "muon" in cfg["optimizers"] and len(cfg["curvatures"]) > 1:
     noise = "standard" if "standard" in cfg["noises"] else cfg["noises"][0]
-    out["fig1b_muon_vs_curvature.png"] = vs_curvature(results, [noise], cfg["dims"],
+    out["fig1b_muon_vs_curvature"] = vs_curvature(results, [noise], cfg["dims"],
                                                       "Fig 1b: Muon τ vs λ")
     if len(cfg["noises"]) > 1:
-      out["fig5a_noise_vs_curvature.png"] = vs_curvature(
+      out["fig5a_noise_vs_curvature"] = vs_curvature(
           results, cfg["noises"], [min(cfg["dims"])], f"Fig 5a: noise modalities at n={min(cfg['dims'])}")
   return out

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 
 
 def figures(results: dict) -> dict:
-  """{"loss.png": Figure} from results["metrics"] (metrics.jsonl rows) and results["title"].
+  """{"loss": Figure} from results["metrics"] (metrics.jsonl rows) and results["title"].
 
   Train loss is drawn at every logged step; eval loss at the rows that carry
   "eval_loss".
@@ -22,4 +22,4 @@ def figures(results: dict) -> dict:
   ax.set_title(results.get("title", ""))
   ax.grid(alpha=0.3)
   ax.legend()
-  return {"loss.png": fig}
+  return {"loss": fig}
