@@ -16,7 +16,8 @@ import collections
 import importlib
 import math
 import re
-from typing import Any, Callable, NamedTuple, Optional, Union
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +115,7 @@ def orthogonalize_tree(tree, *, schedule, eps, ns_dtype, method, batching):
 
 
 def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
-                  steps: Optional[int] = None, eps: float = 1e-7, scaling: str = "kimi",
+                  steps: int | None = None, eps: float = 1e-7, scaling: str = "kimi",
                   mu_dtype=None, ns_dtype=None, *, momentum: str = "paper",
                   batching: str = "auto", method: str = "auto") -> optax.GradientTransformation:
   """Muon's direction: momentum -> Newton–Schulz -> shape scaling.
@@ -187,9 +188,9 @@ def _check_learning_rate(name: str, lr) -> None:
 
 
 def muon(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
-         weight_decay_mask: Optional[Union[Any, Callable[[optax.Params], Any]]] = None,
+         weight_decay_mask: Any | Callable[[optax.Params], Any] | None = None,
          beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
-         steps: Optional[int] = None, eps: float = 1e-7, scaling: str = "kimi", mu_dtype=None,
+         steps: int | None = None, eps: float = 1e-7, scaling: str = "kimi", mu_dtype=None,
          ns_dtype=None, momentum: str = "paper", batching: str = "auto",
          method: str = "auto") -> optax.GradientTransformation:
   """Muon: scale_by_muon -> decoupled weight decay -> learning rate.
@@ -231,10 +232,10 @@ def muon_labels(params, predicate: Callable[[Any, Any], bool] = is_hidden_matrix
 
 
 def muon_with_adamw(learning_rate: optax.ScalarOrSchedule, *,
-                    adam_learning_rate: Optional[optax.ScalarOrSchedule] = None,
+                    adam_learning_rate: optax.ScalarOrSchedule | None = None,
                     adam_b1: float = 0.9, adam_b2: float = 0.999, adam_eps: float = 1e-8,
                     adam_weight_decay: float = 0.0, muon_weight_decay: float = 0.0,
-                    muon_mask: Optional[Callable[[Any, Any], bool]] = None,
+                    muon_mask: Callable[[Any, Any], bool] | None = None,
                     **muon_kwargs) -> optax.GradientTransformation:
   """Muon on 2-D hidden weights, AdamW on everything else.
 
