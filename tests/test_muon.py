@@ -375,8 +375,9 @@ def test_inject_hyperparams_muon_with_adamw():
 
 def test_muon_with_adamw_passes_adam_options():
   params = {"w": jnp.ones((8, 12)), "b": jnp.linspace(-1.0, 1.0, 12)}
-  grads = [jax.tree.map(lambda p: jnp.sin(p * (t + 1.0)), params) for t in range(3)]
-  kw = dict(b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-3, mu_dtype=jnp.bfloat16, nesterov=True)
+  grads = [jax.tree.map(lambda p, t=t: jnp.sin(p * (t + 1.0)), params) for t in range(3)]
+  kw = {"b1": 0.8, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-3, "mu_dtype": jnp.bfloat16,
+        "nesterov": True}
   tx = mj.muon_with_adamw(0.02, adam_learning_rate=1e-2, adam_b1=0.8, adam_b2=0.99, adam_eps=1e-6,
                           adam_eps_root=1e-3, adam_mu_dtype=jnp.bfloat16, adam_nesterov=True)
   ours, state = _run(tx, grads, params)
