@@ -198,7 +198,8 @@ def orthogonalize_tree(tree, *, coeffs, steps=None, eps, ns_dtype=None, method="
   Args:
     tree: pytree of >= 2-D arrays.
     coeffs, steps, eps, ns_dtype, method, preconditioning: see
-      `newton_schulz.newton_schulz` (coeffs may be a traced (rows, 3) array).
+      `newton_schulz.newton_schulz` (coeffs may be a traced (rows, 3) array;
+      a traced steps needs a single (a, b, c)).
     batching: "stack" (one NS call per (matrix shape, dtype) group), "loop"
       (one per leaf) or "auto" (`default_batching`).
     dimension_numbers: see `leaf_dimension_numbers`.
@@ -210,9 +211,13 @@ def orthogonalize_tree(tree, *, coeffs, steps=None, eps, ns_dtype=None, method="
     batching = default_batching()
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   dims = leaf_dimension_numbers(dimension_numbers, tree)
-  coeffs_Sx3 = ns.coefficient_table(coeffs, steps)
-  call = lambda x: ns.newton_schulz(x, coeffs=coeffs_Sx3, eps=eps, ns_dtype=ns_dtype,
-                                    method=method, preconditioning=preconditioning)
+  if isinstance(steps, jax.core.Tracer):
+    table, traced_steps = coeffs, steps
+  else:
+    table, traced_steps = ns.coefficient_table(coeffs, steps), None
+  call = lambda x: ns.newton_schulz(x, coeffs=table, steps=traced_steps, eps=eps,
+                                    ns_dtype=ns_dtype, method=method,
+                                    preconditioning=preconditioning)
   flat, restores = zip(*(to_matrices(x, d) for x, d in zip(leaves, dims))) if leaves else ((), ())
   out = [None] * len(leaves)
   if batching == "loop":

@@ -222,8 +222,17 @@ def _precondition(x_acc, preconditioning, eps):
   return x_acc * scale, gram * scale * scale
 
 
+def _traced_steps(x_acc, coeffs_1x3, gram0_acc, compute_dtype, steps):
+  # A step count known only at run time (optax's ns_steps as a hyperparameter):
+  # standard form in a loop; the first step may reuse the preconditioner's Gram.
+  first = _standard(x_acc, coeffs_1x3, gram0_acc, compute_dtype)
+  x_acc = jnp.where(steps >= 1, first, x_acc)
+  body = lambda _, xa: _standard(xa, coeffs_1x3, None, compute_dtype)
+  return jax.lax.fori_loop(1, jnp.maximum(steps, 1), body, x_acc)
+
+
 @functools.partial(jax.jit, static_argnames=("method", "ns_dtype", "preconditioning"))
-def _newton_schulz(x, coeffs_Sx3, eps, *, method, ns_dtype, preconditioning):
+def _newton_schulz(x, coeffs_Sx3, eps, traced_steps, *, method, ns_dtype, preconditioning):
   out_dtype = x.dtype
   m, n = x.shape[-2:]
   transposed = m > n
@@ -235,7 +244,9 @@ def _newton_schulz(x, coeffs_Sx3, eps, *, method, ns_dtype, preconditioning):
   # is 3.4375, a different polynomial.
   coeffs_Sx3 = coeffs_Sx3.astype(jnp.finfo(acc_dtype).dtype)
   x_acc, gram0_acc = _precondition(x.astype(acc_dtype), preconditioning, eps)
-  if use_gram(m, n, method, compute_dtype):
+  if traced_steps is not None:
+    x = _traced_steps(x_acc, coeffs_Sx3, gram0_acc, compute_dtype, traced_steps)
+  elif use_gram(m, n, method, compute_dtype):
     x = _gram(x_acc, coeffs_Sx3, gram0_acc, compute_dtype)
   else:
     x = _standard(x_acc, coeffs_Sx3, gram0_acc, compute_dtype)
@@ -280,8 +291,10 @@ def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = 
     coeffs: preset ("kimi", "dion", "polar_express"), one (a, b, c) tuple used
       at every step, a per-step table (its last row repeats when shorter than
       `steps`), or a jax array of shape (3,) / (rows, 3) (may be traced).
-    steps: number of quintic iterations (>= 1, static); None: 5, or the
-      table's number of rows.
+    steps: number of quintic iterations (>= 1); None: 5, or the table's
+      number of rows. A traced integer (e.g. a hyperparameter injected by
+      optax.inject_hyperparams) needs a single (a, b, c) and runs the
+      standard form in a loop.
     eps: for "frobenius"/"spectral", added to the norm before dividing; for
       "aol"/"schatten", the floor of the rescaling denominators.
     ns_dtype: dtype the matmuls run in (e.g. jnp.bfloat16); they accumulate in
@@ -317,9 +330,14 @@ def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = 
                      f" {x.dtype} input; use None or a complex dtype")
   if preconditioning not in PRECONDITIONINGS:
     raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}")
-  coeffs_Sx3 = coefficient_table(coeffs, steps)
+  traced_steps = None
+  if isinstance(steps, jax.core.Tracer):
+    coeffs_Sx3 = coefficient_table(coeffs, 1)
+    traced_steps, steps = steps, 1
+  else:
+    coeffs_Sx3 = coefficient_table(coeffs, steps)
   ns_dtype = None if ns_dtype is None else jnp.dtype(ns_dtype).name
-  return _newton_schulz(x, coeffs_Sx3, eps, method=method, ns_dtype=ns_dtype,
+  return _newton_schulz(x, coeffs_Sx3, eps, traced_steps, method=method, ns_dtype=ns_dtype,
                         preconditioning=preconditioning)
 
 
