@@ -5,7 +5,8 @@ module under test (`_muon`) is rebound to a namespace holding muon_jax.compat's
 names. Every test case runs. The one test of an optax private helper
 (`test_reshape_inverse`, on `_compute_muon_reshape`) keeps optax's helper, as
 the file itself tests optax's implementation detail there; our reshaping is
-checked against it in tests/test_compat.py.
+checked against optax's through `orthogonalize_via_newton_schulz` in
+tests/test_compat.py. Nothing else is left out.
 """
 
 import importlib.util
