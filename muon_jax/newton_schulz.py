@@ -105,7 +105,7 @@ def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, floa
   `steps` repeats its last row (as optax.contrib does for its presets); one
   with more rows is cut to its first `steps` rows only for "polar_express",
   whose leading steps are a valid shorter schedule, and is an error otherwise.
-  `steps=None` means 5, or the number of rows of a table.
+  `steps=None` means 5 for presets and (a, b, c), else the table's rows.
 
   Raises:
     ValueError naming `coeffs` or `steps` for unknown presets, steps <= 0,
@@ -124,7 +124,7 @@ def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, floa
     table = tuple(tuple(float(v) for v in row) for row in arr)
     name = "per-step coeffs schedule"
   if steps is None:
-    steps = 5 if len(table) == 1 else len(table)
+    steps = 5 if isinstance(coeffs, str) or len(table) == 1 else len(table)
   steps = _check_steps(steps)
   if len(table) > steps and not (isinstance(coeffs, str) and coeffs == "polar_express"):
     raise ValueError(f"coeffs: {name} has {len(table)} rows but steps={steps}; pass"
@@ -263,7 +263,8 @@ def coefficient_table(coeffs, steps=None) -> jax.Array:
   when rows == steps and repeats its last row when rows < steps.
   """
   if not isinstance(coeffs, jax.Array):
-    return jnp.asarray(resolve_coeffs(coeffs, steps), jnp.float32)
+    # float64 under jax_enable_x64, float32 otherwise.
+    return jnp.asarray(np.asarray(resolve_coeffs(coeffs, steps), np.float64))
   if coeffs.ndim == 1:
     coeffs = coeffs[None]
   if coeffs.ndim != 2 or coeffs.shape[-1] != 3:
