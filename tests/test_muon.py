@@ -408,3 +408,22 @@ def test_routing_of_conv_models_is_visible_and_steerable():
   steered = mj.muon_with_adamw(0.02, muon_mask=lambda path, leaf: jnp.ndim(leaf) >= 2)
   assert "muon" in mj.describe_routing(unnamed, lambda path, leaf: jnp.ndim(leaf) >= 2)
   steered.init(unnamed)
+
+
+def test_linen_cnn_under_muon_with_adamw():
+  nn = pytest.importorskip("flax.linen")
+
+  class CNN(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(nn.Conv(8, (3, 3))(x))
+      return nn.Conv(16, (3, 3))(x).mean(axis=(1, 2))
+
+  params = CNN().init(jax.random.PRNGKey(0), jnp.ones((1, 8, 8, 3)))
+  tx = mj.muon_with_adamw(0.02)
+  u, _ = jax.jit(tx.update)(params, tx.init(params), params)
+  labels = mj.muon_labels(params)["params"]
+  assert labels["Conv_1"]["kernel"] == "muon" and labels["Conv_1"]["bias"] == "adamw"
+  # The 4-D kernel's update is one orthogonal (3*3*8, 16) matrix, up to the kimi band.
+  sv = np.linalg.svd(np.asarray(u["params"]["Conv_1"]["kernel"]).reshape(72, 16), compute_uv=False)
+  assert sv.max() / sv.min() < 1.7
