@@ -2,11 +2,12 @@
 
 The quintic Newton–Schulz map applied to the singular values of a matrix is
 
-    rho(s) = a*s + b*s**3 + c*s**5,      X <- a X + b (X X^T) X + c (X X^T)^2 X,
+    rho(s) = a*s + b*s**3 + c*s**5,      X <- a X + b (X X^H) X + c (X X^H)^2 X,
 
-iterated `steps` times after Frobenius pre-normalization (so every singular
-value starts in [0, 1]). Muon (Jordan et al. 2024) uses it as a cheap stand-in
-for the polar factor U V^T of the momentum; the paper under test ("Dimension-Free
+iterated `steps` times after a pre-normalization (Frobenius by default) that
+puts every singular value in [0, 1]. X^H is the conjugate transpose, so complex
+matrices work. Muon (Jordan et al. 2024) uses it as a cheap stand-in for the
+polar factor U V^H of the momentum; the paper under test ("Dimension-Free
 Saddle-Point Escape in Muon", Lemma 2) analyses the same map with the Kimi /
 Moonlight coefficients (Liu et al. 2025, arXiv:2502.16982).
 
@@ -14,7 +15,7 @@ Two algebraically identical forms are provided:
 
 * "standard": three products per step on the (m, n) iterate, m <= n.
 * "gram": every iterate is X_k = Q_k X_0 with Q_k a polynomial in the small
-  Gram matrix R_0 = X_0 X_0^T (m x m). All polynomials in R_0 commute, so
+  Gram matrix R_0 = X_0 X_0^H (m x m). All polynomials in R_0 commute, so
   Q_{k+1} = Z_k Q_k and R_{k+1} = Z_k^2 R_k with Z_k = a + b R_k + c R_k^2.
   Only m x m products run in the loop; X is touched twice (R_0 and Q X_0).
   This is the Gram Newton–Schulz reformulation (Dao-AILab, gram-newton-schulz)
