@@ -4,7 +4,10 @@
 
 Both transforms see the same gradients, f32, same NS coefficients/steps and
 the same (optax-style) momentum, so their updates must agree to 1e-4; timings
-are medians of interleaved runs in this one process. Writes bench_muon.json.
+are medians of interleaved runs in this one process. Also timed:
+muon_jax.compat.muon against optax.contrib.muon, both with optax's defaults,
+and (--conv) a ResNet-18-like set of conv kernels, orthogonalized as
+(kh*kw*c_in, c_out) matrices by both. Writes bench_muon.json.
 """
 
 import os
@@ -19,10 +22,21 @@ flags.DEFINE_integer("layers", 12, "LLaMA layers (12 = the 84 matrices of LLaMA-
 flags.DEFINE_integer("hidden", 768, "Hidden size, >= 2.")
 flags.DEFINE_integer("intermediate", 3072, "MLP size, >= 2.")
 flags.DEFINE_boolean("bf16", True, "Also time ns_dtype=bfloat16.")
+flags.DEFINE_boolean("conv", True, "Also time a ResNet-18-like conv-kernel model.")
+flags.DEFINE_integer("conv_width", 64, "Base channel count of the conv model (ResNet-18: 64), >= 1.")
 flags.DEFINE_enum("matmul_precision", "default", ["default", "high", "highest"],
                   "jax_default_matmul_precision; on GPUs 'default' lets f32 matmuls run in TF32 "
                   "(~1e-3 relative error for ours and optax alike), 'highest' keeps true f32.")
 FLAGS = flags.FLAGS
+
+
+def resnet18_conv_shapes(width: int) -> list[tuple[int, int, int, int]]:
+  """(kh, kw, c_in, c_out) kernels of ResNet-18's residual stages (stem left out)."""
+  shapes = [(3, 3, width, width)] * 4
+  for stage in range(1, 4):
+    c_in, c_out = width * 2 ** (stage - 1), width * 2**stage
+    shapes += [(3, 3, c_in, c_out), (1, 1, c_in, c_out)] + [(3, 3, c_out, c_out)] * 3
+  return shapes
 
 
 def run():
@@ -30,6 +44,7 @@ def run():
   validate.check_range("layers", FLAGS.layers, low=1)
   validate.check_range("hidden", FLAGS.hidden, low=2)
   validate.check_range("intermediate", FLAGS.intermediate, low=2)
+  validate.check_range("conv_width", FLAGS.conv_width, low=1)
 
   import jax
   import jax.numpy as jnp
@@ -39,37 +54,56 @@ def run():
   jax.config.update("jax_default_matmul_precision", FLAGS.matmul_precision)
 
   import muon_jax as mj
-  from muon_jax import benchmarking, results
+  from muon_jax import benchmarking, compat, results
   from muon_jax.muon import default_batching
   from muon_jax.newton_schulz import ns_flops
 
   shapes = benchmarking.llama_hidden_shapes(FLAGS.hidden, FLAGS.intermediate, FLAGS.layers)
   key = jax.random.PRNGKey(0)
-  params = {f"w{i:03d}": jax.random.normal(jax.random.fold_in(key, i), s) * 0.02
-            for i, s in enumerate(shapes)}
-  grads = {k: jax.random.normal(jax.random.fold_in(key, 10_000 + i), p.shape)
-           for i, (k, p) in enumerate(params.items())}
 
-  def compiled(tx):
-    state = tx.init(params)
+  def tree(shape_list, offset):
+    return {f"w{i:03d}": jax.random.normal(jax.random.fold_in(key, offset + i), s)
+            for i, s in enumerate(shape_list)}
+
+  params = jax.tree.map(lambda p: p * 0.02, tree(shapes, 0))
+  grads = tree(shapes, 10_000)
+
+  def compiled(tx, p=params, g=grads):
+    state = tx.init(p)
     step = jax.jit(tx.update)
-    return lambda: step(grads, state, params)[0]
+    return lambda: step(g, state, p)[0]
 
-  same = dict(momentum="optax", eps=1e-8)
+  same = {"momentum": "optax", "eps": 1e-8}
   candidates = {
       "ours": compiled(mj.muon(0.02, **same)),
       "optax": compiled(contrib.muon(0.02, eps=1e-8, consistent_rms=0.2)),
+      "compat_defaults": compiled(compat.muon(0.02)),
+      "optax_defaults": compiled(contrib.muon(0.02)),
       "ours_standard_ns": compiled(mj.muon(0.02, method="standard", **same)),
       "ours_stack": compiled(mj.muon(0.02, batching="stack", **same)),
       "ours_loop": compiled(mj.muon(0.02, batching="loop", **same)),
   }
   if FLAGS.bf16:
     candidates["ours_bf16"] = compiled(mj.muon(0.02, ns_dtype=jnp.bfloat16, **same))
+  conv_shapes = resnet18_conv_shapes(FLAGS.conv_width) if FLAGS.conv else []
+  if conv_shapes:
+    conv_params = jax.tree.map(lambda p: p * 0.02, tree(conv_shapes, 20_000))
+    conv_grads = tree(conv_shapes, 30_000)
+    flattened = lambda p: jax.tree.map(
+        lambda x: contrib.MuonDimensionNumbers(reduction_axis=(0, 1, 2), output_axis=3), p)
+    conv = {"p": conv_params, "g": conv_grads}
+    # Our default for a 4-D kernel is the same flattening; "keller" scaling
+    # is optax's default width scaling.
+    candidates["conv_ours"] = compiled(mj.muon(0.02, scaling="keller", **same), **conv)
+    candidates["conv_optax"] = compiled(
+        contrib.muon(0.02, muon_weight_dimension_numbers=flattened), **conv)
+    candidates["conv_compat"] = compiled(
+        compat.muon(0.02, muon_weight_dimension_numbers=flattened), **conv)
 
   outs = {name: fn() for name, fn in candidates.items()}
   def rel_err(name, ref):
-    num = sum(float(jnp.sum((outs[name][k] - outs[ref][k]) ** 2)) for k in params)
-    den = sum(float(jnp.sum(outs[ref][k] ** 2)) for k in params)
+    num = sum(float(jnp.sum((outs[name][k] - outs[ref][k]) ** 2)) for k in outs[ref])
+    den = sum(float(jnp.sum(outs[ref][k] ** 2)) for k in outs[ref])
     return float(np.sqrt(num / den))
 
   logging.info("timing %d candidates x %d repeats on %s", len(candidates), FLAGS.repeats,
@@ -92,6 +126,13 @@ def run():
       "rel_err_vs_optax": rel_err("ours", "optax"),
       "rel_err_vs_standard_ns": rel_err("ours", "ours_standard_ns"),
       "rel_err_bf16_vs_f32": rel_err("ours_bf16", "ours") if FLAGS.bf16 else None,
+      "speedup_compat_vs_optax_defaults": med["optax_defaults"] / med["compat_defaults"],
+      "rel_err_compat_vs_optax_defaults": rel_err("compat_defaults", "optax_defaults"),
+      "conv_num_kernels": len(conv_shapes),
+      "conv_speedup_ours_vs_optax": (med["conv_optax"] / med["conv_ours"]) if conv_shapes else None,
+      "conv_speedup_compat_vs_optax": (med["conv_optax"] / med["conv_compat"]) if conv_shapes else None,
+      "conv_rel_err_ours_vs_optax": rel_err("conv_ours", "conv_optax") if conv_shapes else None,
+      "conv_rel_err_compat_vs_optax": rel_err("conv_compat", "conv_optax") if conv_shapes else None,
       "ours_bf16_s": med.get("ours_bf16"),
       "ns_gflop_ours": flops / 1e9,
       "ns_gflop_standard": flops_standard / 1e9,
@@ -103,7 +144,15 @@ def run():
   path = os.path.join(FLAGS.out_dir, "bench_muon.json")
   results.atomic_write_json(path, result)
   print(f"ours {med['ours']:.3f}s  optax {med['optax']:.3f}s  speedup {result['speedup_vs_optax']:.2f}x  "
-        f"rel_err {result['rel_err_vs_optax']:.2e}  -> {path}")
+        f"rel_err {result['rel_err_vs_optax']:.2e}")
+  print(f"compat (optax defaults) {med['compat_defaults']:.3f}s  optax {med['optax_defaults']:.3f}s  "
+        f"speedup {result['speedup_compat_vs_optax_defaults']:.2f}x  "
+        f"rel_err {result['rel_err_compat_vs_optax_defaults']:.2e}")
+  if conv_shapes:
+    print(f"conv ({len(conv_shapes)} kernels): ours {med['conv_ours']:.3f}s  compat {med['conv_compat']:.3f}s"
+          f"  optax {med['conv_optax']:.3f}s  speedup {result['conv_speedup_ours_vs_optax']:.2f}x /"
+          f" {result['conv_speedup_compat_vs_optax']:.2f}x  rel_err {result['conv_rel_err_ours_vs_optax']:.2e}")
+  print(f"-> {path}")
 
 
 def main(argv):

@@ -1,12 +1,24 @@
 """muon_jax: Muon in JAX/optax and a falsifiable reproduction of
-"Dimension-Free Saddle-Point Escape in Muon"."""
+"Dimension-Free Saddle-Point Escape in Muon".
 
-from muon_jax.muon import (ScaleByMuonState, is_hidden_matrix, muon, muon_labels,
-                           muon_with_adamw, scale_by_muon)
+`muon_jax.compat` is a drop-in for optax.contrib's Muon (import it explicitly).
+"""
+
+from muon_jax.muon import (
+    MuonDimensionNumbers,
+    ScaleByMuonState,
+    describe_routing,
+    is_hidden_matrix,
+    muon,
+    muon_labels,
+    muon_with_adamw,
+    scale_by_muon,
+)
 from muon_jax.newton_schulz import newton_schulz, polar_svd, resolve_coeffs
 
 __all__ = [
-    "ScaleByMuonState", "is_hidden_matrix", "muon", "muon_labels", "muon_with_adamw",
-    "scale_by_muon", "newton_schulz", "polar_svd", "resolve_coeffs",
+    "MuonDimensionNumbers", "ScaleByMuonState", "describe_routing", "is_hidden_matrix", "muon",
+    "muon_labels", "muon_with_adamw", "newton_schulz", "polar_svd", "resolve_coeffs",
+    "scale_by_muon",
 ]
 __version__ = "0.1.0"

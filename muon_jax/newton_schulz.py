@@ -2,11 +2,12 @@
 
 The quintic Newton–Schulz map applied to the singular values of a matrix is
 
-    rho(s) = a*s + b*s**3 + c*s**5,      X <- a X + b (X X^T) X + c (X X^T)^2 X,
+    rho(s) = a*s + b*s**3 + c*s**5,      X <- a X + b (X X^H) X + c (X X^H)^2 X,
 
-iterated `steps` times after Frobenius pre-normalization (so every singular
-value starts in [0, 1]). Muon (Jordan et al. 2024) uses it as a cheap stand-in
-for the polar factor U V^T of the momentum; the paper under test ("Dimension-Free
+iterated `steps` times after a pre-normalization (Frobenius by default) that
+puts every singular value in [0, 1]. X^H is the conjugate transpose, so complex
+matrices work. Muon (Jordan et al. 2024) uses it as a cheap stand-in for the
+polar factor U V^H of the momentum; the paper under test ("Dimension-Free
 Saddle-Point Escape in Muon", Lemma 2) analyses the same map with the Kimi /
 Moonlight coefficients (Liu et al. 2025, arXiv:2502.16982).
 
@@ -14,7 +15,7 @@ Two algebraically identical forms are provided:
 
 * "standard": three products per step on the (m, n) iterate, m <= n.
 * "gram": every iterate is X_k = Q_k X_0 with Q_k a polynomial in the small
-  Gram matrix R_0 = X_0 X_0^T (m x m). All polynomials in R_0 commute, so
+  Gram matrix R_0 = X_0 X_0^H (m x m). All polynomials in R_0 commute, so
   Q_{k+1} = Z_k Q_k and R_{k+1} = Z_k^2 R_k with Z_k = a + b R_k + c R_k^2.
   Only m x m products run in the loop; X is touched twice (R_0 and Q X_0).
   This is the Gram Newton–Schulz reformulation (Dao-AILab, gram-newton-schulz)
@@ -24,13 +25,13 @@ Two algebraically identical forms are provided:
 from __future__ import annotations
 
 import functools
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Coeffs = Union[str, Sequence[float], Sequence[Sequence[float]]]
+Coeffs = str | Sequence[float] | Sequence[Sequence[float]]
 
 # Kimi / Moonlight quintic (Liu et al. 2025, arXiv:2502.16982; also Jordan's
 # Muon and optax's `_DEFAULT_NS_COEFFS`). The paper's Lemma 2 uses these.
@@ -67,54 +68,69 @@ POLAR_EXPRESS_COEFFS = tuple(
 
 PRESETS = ("kimi", "dion", "polar_express")
 METHODS = ("auto", "standard", "gram")
+PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
 
 # Gram form pays once the long side is this many times the short side (FLOP
 # count of `ns_flops`: 20 m^2 n + 10 m^3 vs 4 m^2 n + 34 m^3 for 5 steps).
 GRAM_ASPECT_THRESHOLD = 1.5
 
 
-def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, float], ...]:
-  """Returns the per-step schedule ((a, b, c),) * steps for a preset or user value.
+def _preset_table(name: str):
+  if name == "kimi":
+    return (KIMI_COEFFS,)
+  if name == "dion":
+    return DION_COEFFS
+  if name == "polar_express":
+    return POLAR_EXPRESS_COEFFS
+  raise ValueError(f"coeffs: unknown preset {name!r}; allowed: {', '.join(PRESETS)}"
+                   " or a tuple (a, b, c) or a per-step sequence of such tuples")
 
-  `steps=None` means 5, or the length of a user per-step sequence. Raises
-  ValueError with the allowed values for unknown presets, steps <= 0,
-  malformed tuples, or a per-step schedule whose length differs from `steps`.
-  """
-  if steps is None:
-    steps = len(coeffs) if (not isinstance(coeffs, str) and np.ndim(coeffs) == 2) else 5
+
+def _check_steps(steps) -> int:
   if isinstance(steps, jax.core.Tracer):
-    raise ValueError("steps must be a static Python int; under optax.inject_hyperparams pass"
-                     " static_args=('steps',) or leave steps at its default None")
+    # The project's bad-input contract is a ValueError naming the argument.
+    raise ValueError(  # noqa: TRY004
+        "steps must be a static Python int; under optax.inject_hyperparams pass"
+        " static_args=('steps',) or leave steps at its default None")
   if isinstance(steps, (np.ndarray, jax.Array)) and steps.ndim == 0 and jnp.issubdtype(steps.dtype, jnp.integer):
     steps = int(steps)
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
     raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-  steps = int(steps)
+  return int(steps)
+
+
+def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, float], ...]:
+  """Returns the per-step schedule ((a, b, c),) * steps for a preset or user value.
+
+  A single (a, b, c) is used at every step. A table with fewer rows than
+  `steps` repeats its last row (as optax.contrib does for its presets); one
+  with more rows is cut to its first `steps` rows only for "polar_express",
+  whose leading steps are a valid shorter schedule, and is an error otherwise.
+  `steps=None` means 5 for presets and (a, b, c), else the table's rows.
+
+  Raises:
+    ValueError naming `coeffs` or `steps` for unknown presets, steps <= 0,
+    malformed tuples or a too-long table.
+  """
   if isinstance(coeffs, str):
-    if coeffs == "kimi":
-      return (KIMI_COEFFS,) * steps
-    if coeffs == "dion":
-      if steps != len(DION_COEFFS):
-        raise ValueError(
-            f"coeffs='dion' is a {len(DION_COEFFS)}-step schedule; got steps={steps}"
-            f" (use steps={len(DION_COEFFS)} or pass your own per-step sequence)")
-      return DION_COEFFS
-    if coeffs == "polar_express":
-      table = POLAR_EXPRESS_COEFFS
-      return tuple(table[min(i, len(table) - 1)] for i in range(steps))
-    raise ValueError(f"unknown coeffs preset {coeffs!r}; allowed: {', '.join(PRESETS)}"
-                     " or a tuple (a, b, c) or a per-step sequence of such tuples")
-  arr = np.asarray(coeffs, dtype=np.float64)
-  if arr.shape == (3,):
-    return (tuple(float(v) for v in arr),) * steps
-  if arr.ndim == 2 and arr.shape[1] == 3:
-    if arr.shape[0] != steps:
-      raise ValueError(
-          f"per-step coeffs schedule has {arr.shape[0]} entries but steps={steps};"
-          " they must be equal")
-    return tuple(tuple(float(v) for v in row) for row in arr)
-  raise ValueError(f"coeffs must be a preset name, (a, b, c) or a sequence of"
-                   f" (a, b, c); got array of shape {arr.shape}")
+    table = _preset_table(coeffs)
+    name = repr(coeffs)
+  else:
+    arr = np.asarray(coeffs, dtype=np.float64)
+    if arr.shape == (3,):
+      arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
+      raise ValueError(f"coeffs must be a preset name, (a, b, c) or a sequence of"
+                       f" (a, b, c); got array of shape {np.shape(coeffs)}")
+    table = tuple(tuple(float(v) for v in row) for row in arr)
+    name = "per-step coeffs schedule"
+  if steps is None:
+    steps = 5 if isinstance(coeffs, str) or len(table) == 1 else len(table)
+  steps = _check_steps(steps)
+  if len(table) > steps and not (isinstance(coeffs, str) and coeffs == "polar_express"):
+    raise ValueError(f"coeffs: {name} has {len(table)} rows but steps={steps}; pass"
+                     f" steps >= {len(table)} (the last row repeats) or a shorter table")
+  return tuple(table[min(i, len(table) - 1)] for i in range(steps))
 
 
 def use_gram(m: int, n: int, method: str = "auto", dtype=jnp.float32) -> bool:
@@ -142,28 +158,82 @@ def ns_flops(shape: Sequence[int], steps: int = 5, method: str = "auto") -> int:
   return count * steps * (2 * 2 * short * short * long + 2 * short**3)
 
 
-def _standard(x, schedule):
-  for a, b, c in schedule:
-    gram = x @ jnp.swapaxes(x, -1, -2)
-    poly = b * gram + c * (gram @ gram)
-    x = a * x + poly @ x
-  return x
+def _matmul(a, b, acc_dtype):
+  # Products run in the operands' dtype (bf16 on tensor cores) but accumulate
+  # and return in acc_dtype, so the coefficients below are applied in f32.
+  return jnp.matmul(a, b, preferred_element_type=acc_dtype)
 
 
-def _gram(x, schedule):
-  r = x @ jnp.swapaxes(x, -1, -2)
-  eye = jnp.eye(r.shape[-1], dtype=x.dtype)
+def _hermitian(x):
+  return jnp.swapaxes(x, -1, -2).conj()
+
+
+def _standard(x_acc, coeffs_Sx3, gram0_acc, compute_dtype):
+  acc_dtype = x_acc.dtype
+  gram_acc = gram0_acc
+  for k in range(coeffs_Sx3.shape[0]):
+    a, b, c = coeffs_Sx3[k, 0], coeffs_Sx3[k, 1], coeffs_Sx3[k, 2]
+    x = x_acc.astype(compute_dtype)
+    if gram_acc is None:
+      gram_acc = _matmul(x, _hermitian(x), acc_dtype)
+    gram = gram_acc.astype(compute_dtype)
+    poly_acc = b * gram_acc + c * _matmul(gram, gram, acc_dtype)
+    x_acc = a * x_acc + _matmul(poly_acc.astype(compute_dtype), x, acc_dtype)
+    gram_acc = None
+  return x_acc
+
+
+def _gram(x_acc, coeffs_Sx3, gram0_acc, compute_dtype):
+  acc_dtype = x_acc.dtype
+  x = x_acc.astype(compute_dtype)
+  r = gram0_acc if gram0_acc is not None else _matmul(x, _hermitian(x), acc_dtype)
+  eye = jnp.eye(r.shape[-1], dtype=acc_dtype)
+  mm = lambda p, q: _matmul(p.astype(compute_dtype), q.astype(compute_dtype), acc_dtype)
   q = None
-  for k, (a, b, c) in enumerate(schedule):
-    z = a * eye + b * r + c * (r @ r)
-    q = z if q is None else z @ q
-    if k < len(schedule) - 1:
-      r = z @ (z @ r)
-  return q @ x
+  steps = coeffs_Sx3.shape[0]
+  for k in range(steps):
+    a, b, c = coeffs_Sx3[k, 0], coeffs_Sx3[k, 1], coeffs_Sx3[k, 2]
+    z = a * eye + b * r + c * mm(r, r)
+    q = z if q is None else mm(z, q)
+    if k < steps - 1:
+      r = mm(z, mm(z, r))
+  return mm(q, x)
 
 
-@functools.partial(jax.jit, static_argnames=("schedule", "method", "ns_dtype"))
-def _newton_schulz(x, eps, *, schedule, method, ns_dtype):
+def _precondition(x_acc, preconditioning, eps):
+  """Scales x so its singular values lie in (0, ~1]; returns (x, X X^H or None).
+
+  "frobenius" and "spectral" divide by ||x|| + eps. "aol" rescales row i by
+  1/sqrt(sum_j |X X^H|_ij) and "schatten" divides by the Schatten-4 norm
+  sqrt(||X X^H||_F) (each floored at eps); both reuse X X^H as the first
+  iteration's Gram matrix, as optax's first-step forms do.
+  """
+  if preconditioning == "frobenius":
+    norm = jnp.sqrt(jnp.sum(jnp.square(jnp.abs(x_acc)), axis=(-2, -1), keepdims=True))
+    return x_acc / (norm + eps), None
+  if preconditioning == "spectral":
+    norm = jnp.linalg.svd(x_acc, compute_uv=False)[..., :1, None]
+    return x_acc / (norm + eps), None
+  gram = jnp.matmul(x_acc, _hermitian(x_acc))
+  if preconditioning == "aol":
+    scale = jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.abs(gram), axis=-1), eps))[..., None]
+    return x_acc * scale, gram * scale * jnp.swapaxes(scale, -1, -2)
+  frob = jnp.sqrt(jnp.sum(jnp.square(jnp.abs(gram)), axis=(-2, -1), keepdims=True))
+  scale = jax.lax.rsqrt(jnp.maximum(frob, eps))
+  return x_acc * scale, gram * scale * scale
+
+
+def _traced_steps(x_acc, coeffs_1x3, gram0_acc, compute_dtype, steps):
+  # A step count known only at run time (optax's ns_steps as a hyperparameter):
+  # standard form in a loop; the first step may reuse the preconditioner's Gram.
+  first = _standard(x_acc, coeffs_1x3, gram0_acc, compute_dtype)
+  x_acc = jnp.where(steps >= 1, first, x_acc)
+  body = lambda _, xa: _standard(xa, coeffs_1x3, None, compute_dtype)
+  return jax.lax.fori_loop(1, jnp.maximum(steps, 1), body, x_acc)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "ns_dtype", "preconditioning"))
+def _newton_schulz(x, coeffs_Sx3, eps, traced_steps, *, method, ns_dtype, preconditioning):
   out_dtype = x.dtype
   m, n = x.shape[-2:]
   transposed = m > n
@@ -171,47 +241,109 @@ def _newton_schulz(x, eps, *, schedule, method, ns_dtype):
     x = jnp.swapaxes(x, -1, -2)
   compute_dtype = jnp.dtype(ns_dtype) if ns_dtype is not None else x.dtype
   acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
-  x = x.astype(acc_dtype)
-  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
-  x = (x / (norm + eps)).astype(compute_dtype)
-  if use_gram(m, n, method, compute_dtype):
-    x = _gram(x, schedule)
+  # Coefficients stay in the real accumulation dtype: a bf16 copy of 3.4445
+  # is 3.4375, a different polynomial.
+  coeffs_Sx3 = coeffs_Sx3.astype(jnp.finfo(acc_dtype).dtype)
+  x_acc, gram0_acc = _precondition(x.astype(acc_dtype), preconditioning, eps)
+  if traced_steps is not None:
+    x = _traced_steps(x_acc, coeffs_Sx3, gram0_acc, compute_dtype, traced_steps)
+  elif use_gram(m, n, method, compute_dtype):
+    x = _gram(x_acc, coeffs_Sx3, gram0_acc, compute_dtype)
   else:
-    x = _standard(x, schedule)
+    x = _standard(x_acc, coeffs_Sx3, gram0_acc, compute_dtype)
   if transposed:
     x = jnp.swapaxes(x, -1, -2)
   return x.astype(out_dtype)
 
 
+def coefficient_table(coeffs, steps=None) -> jax.Array:
+  """(steps, 3) coefficient array for `newton_schulz`; traced arrays allowed.
+
+  Static values go through `resolve_coeffs`. A jax array of shape (3,) or
+  (rows, 3), e.g. coefficients carried in an optimizer state, is used as is
+  when rows == steps and repeats its last row when rows < steps.
+  """
+  if not isinstance(coeffs, jax.Array):
+    # float64 under jax_enable_x64, float32 otherwise.
+    return jnp.asarray(np.asarray(resolve_coeffs(coeffs, steps), np.float64))
+  if coeffs.ndim == 1:
+    coeffs = coeffs[None]
+  if coeffs.ndim != 2 or coeffs.shape[-1] != 3:
+    raise ValueError(f"coeffs must have shape (3,) or (rows, 3), got {coeffs.shape}")
+  rows = coeffs.shape[0]
+  steps = _check_steps(5 if steps is None and rows == 1 else rows if steps is None else steps)
+  if rows > steps:
+    raise ValueError(f"coeffs has {rows} rows but steps={steps}; pass steps >= {rows}")
+  if rows < steps:
+    coeffs = jnp.concatenate([coeffs, jnp.repeat(coeffs[-1:], steps - rows, axis=0)])
+  return coeffs
+
+
 def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = None,
-                  eps: float = 1e-7, ns_dtype=None, method: str = "auto") -> jax.Array:
+                  eps: float = 1e-7, ns_dtype=None, method: str = "auto",
+                  preconditioning: str = "frobenius") -> jax.Array:
   """Approximate polar factor of every matrix in `x` (shape (..., m, n)).
 
+  Real and complex inputs: products use conjugate transposes, so a complex
+  matrix maps to (an approximation of) its unitary polar factor.
+
   Args:
-    x: array of shape (..., m, n); leading dims are independent batch dims.
+    x: floating or complex array of shape (..., m, n); leading dims are
+      independent batch dims.
     coeffs: preset ("kimi", "dion", "polar_express"), one (a, b, c) tuple used
-      at every step, or a per-step sequence of length `steps`.
-    steps: number of quintic iterations (>= 1); None: 5, or the length of a
-      per-step sequence.
-    eps: added to each matrix's Frobenius norm before dividing.
-    ns_dtype: dtype the iteration runs in (e.g. jnp.bfloat16); the result is
-      returned in x's dtype. None: x's dtype.
+      at every step, a per-step table (its last row repeats when shorter than
+      `steps`), or a jax array of shape (3,) / (rows, 3) (may be traced).
+    steps: number of quintic iterations (>= 1); None: 5, or the table's
+      number of rows. A traced integer (e.g. a hyperparameter injected by
+      optax.inject_hyperparams) needs a single (a, b, c) and runs the
+      standard form in a loop.
+    eps: for "frobenius"/"spectral", added to the norm before dividing; for
+      "aol"/"schatten", the floor of the rescaling denominators.
+    ns_dtype: dtype the matmuls run in (e.g. jnp.bfloat16); they accumulate in
+      float32 (complex64 for complex x) and the coefficients are applied there.
+      None: x's dtype. The result is returned in x's dtype.
     method: "standard", "gram" or "auto" (Gram form for f32+ matrices with
       aspect ratio >= 1.5, standard otherwise).
+    preconditioning: how x is scaled before the iteration: "frobenius"
+      (x / (||x||_F + eps), Muon's), "spectral" (x / (||x||_2 + eps), via an
+      SVD), "aol" (Turbo-Muon's row scaling, Boissin et al. 2025) or
+      "schatten" (x / ||x||_S4, Grishina et al. 2025).
 
   Returns:
-    Array of x's shape and dtype. A zero matrix maps to zeros.
+    Array of x's shape and dtype. A zero matrix maps to zeros; a NaN or inf
+    in a matrix makes that matrix's output non-finite (never masked).
+
+  References:
+    Jordan et al., `Muon <https://kellerjordan.github.io/posts/muon/>`_, 2024.
+    Boissin et al., `Turbo-Muon <https://arxiv.org/abs/2512.04632>`_, 2025.
+    Grishina et al., `Accelerating Newton-Schulz Iteration for
+    Orthogonalization via Chebyshev-type Polynomials
+    <https://arxiv.org/abs/2506.10935>`_, 2025.
   """
-  if x.ndim < 2:
-    raise ValueError(f"newton_schulz needs an array of shape (..., m, n), got shape {x.shape}")
-  schedule = resolve_coeffs(coeffs, steps)
+  if jnp.ndim(x) < 2:
+    raise ValueError(f"x: newton_schulz needs an array of shape (..., m, n), got shape {jnp.shape(x)}")
+  if not jnp.issubdtype(x.dtype, jnp.inexact):
+    raise ValueError(f"x: dtype must be floating or complex, got {x.dtype}")
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  if (ns_dtype is not None and jnp.issubdtype(x.dtype, jnp.complexfloating)
+      and not jnp.issubdtype(ns_dtype, jnp.complexfloating)):
+    raise ValueError(f"ns_dtype: {jnp.dtype(ns_dtype).name} would drop the imaginary part of"
+                     f" {x.dtype} input; use None or a complex dtype")
+  if preconditioning not in PRECONDITIONINGS:
+    raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}")
+  traced_steps = None
+  if isinstance(steps, jax.core.Tracer):
+    coeffs_Sx3 = coefficient_table(coeffs, 1)
+    traced_steps, steps = steps, 1
+  else:
+    coeffs_Sx3 = coefficient_table(coeffs, steps)
   ns_dtype = None if ns_dtype is None else jnp.dtype(ns_dtype).name
-  return _newton_schulz(x, eps, schedule=schedule, method=method, ns_dtype=ns_dtype)
+  return _newton_schulz(x, coeffs_Sx3, eps, traced_steps, method=method, ns_dtype=ns_dtype,
+                        preconditioning=preconditioning)
 
 
 def polar_svd(x: jax.Array) -> jax.Array:
-  """Exact polar factor U V^T of every matrix in `x` (shape (..., m, n)) via SVD."""
-  u, _, vt = jnp.linalg.svd(x, full_matrices=False)
-  return u @ vt
+  """Exact polar factor U V^H of every matrix in `x` (shape (..., m, n)) via SVD."""
+  u, _, vh = jnp.linalg.svd(x, full_matrices=False)
+  return u @ vh
