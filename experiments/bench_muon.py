@@ -10,24 +10,33 @@ and (--conv) a ResNet-18-like set of conv kernels, orthogonalized as
 (kh*kw*c_in, c_out) matrices by both. Writes bench_muon.json.
 """
 
+import dataclasses
 import os
 
-from absl import app, flags, logging
+from absl import logging
 
-from muon_jax import validate
+from experiments import cli
+from muon_jax.config import field
 
-flags.DEFINE_string("out_dir", "out/bench_muon", "Where bench_muon.json goes.")
-flags.DEFINE_integer("repeats", 5, "Timed runs per candidate (median reported), >= 1.")
-flags.DEFINE_integer("layers", 12, "LLaMA layers (12 = the 84 matrices of LLaMA-160M), >= 1.")
-flags.DEFINE_integer("hidden", 768, "Hidden size, >= 2.")
-flags.DEFINE_integer("intermediate", 3072, "MLP size, >= 2.")
-flags.DEFINE_boolean("bf16", True, "Also time ns_dtype=bfloat16.")
-flags.DEFINE_boolean("conv", True, "Also time a ResNet-18-like conv-kernel model.")
-flags.DEFINE_integer("conv_width", 64, "Base channel count of the conv model (ResNet-18: 64), >= 1.")
-flags.DEFINE_enum("matmul_precision", "default", ["default", "high", "highest"],
-                  "jax_default_matmul_precision; on GPUs 'default' lets f32 matmuls run in TF32 "
-                  "(~1e-3 relative error for ours and optax alike), 'highest' keeps true f32.")
-FLAGS = flags.FLAGS
+
+@dataclasses.dataclass(frozen=True)
+class BenchMuonConfig:
+  """What bench_muon times."""
+  out_dir: str = field("out/bench_muon", "where bench_muon.json goes")
+  repeats: int = field(5, "timed runs per candidate (median reported)", low=1)
+  layers: int = field(12, "LLaMA layers (12 = the 84 matrices of LLaMA-160M)", low=1)
+  hidden: int = field(768, "hidden size", low=2)
+  intermediate: int = field(3072, "MLP size", low=2)
+  bf16: bool = field(True, "also time ns_dtype=bfloat16")
+  conv: bool = field(True, "also time a ResNet-18-like conv-kernel model")
+  conv_width: int = field(64, "base channel count of the conv model (ResNet-18: 64)", low=1)
+  matmul_precision: str = field(
+      "default", "jax_default_matmul_precision; on GPUs 'default' lets f32 matmuls run in TF32 "
+      "(~1e-3 relative error for ours and optax alike), 'highest' keeps true f32",
+      choices=("default", "high", "highest"))
+
+
+FLAGS = cli.define_flags(BenchMuonConfig)
 
 
 def resnet18_conv_shapes(width: int) -> list[tuple[int, int, int, int]]:
@@ -39,26 +48,20 @@ def resnet18_conv_shapes(width: int) -> list[tuple[int, int, int, int]]:
   return shapes
 
 
-def run():
-  validate.check_range("repeats", FLAGS.repeats, low=1)
-  validate.check_range("layers", FLAGS.layers, low=1)
-  validate.check_range("hidden", FLAGS.hidden, low=2)
-  validate.check_range("intermediate", FLAGS.intermediate, low=2)
-  validate.check_range("conv_width", FLAGS.conv_width, low=1)
-
+def run(cfg: BenchMuonConfig):
   import jax
   import jax.numpy as jnp
   import numpy as np
   from optax import contrib
 
-  jax.config.update("jax_default_matmul_precision", FLAGS.matmul_precision)
+  jax.config.update("jax_default_matmul_precision", cfg.matmul_precision)
 
   import muon_jax as mj
   from muon_jax import benchmarking, compat, results
   from muon_jax.muon import default_batching
   from muon_jax.newton_schulz import ns_flops
 
-  shapes = benchmarking.llama_hidden_shapes(FLAGS.hidden, FLAGS.intermediate, FLAGS.layers)
+  shapes = benchmarking.llama_hidden_shapes(cfg.hidden, cfg.intermediate, cfg.layers)
   key = jax.random.PRNGKey(0)
 
   def tree(shape_list, offset):
@@ -83,9 +86,9 @@ def run():
       "ours_stack": compiled(mj.muon(0.02, batching="stack", **same)),
       "ours_loop": compiled(mj.muon(0.02, batching="loop", **same)),
   }
-  if FLAGS.bf16:
+  if cfg.bf16:
     candidates["ours_bf16"] = compiled(mj.muon(0.02, ns_dtype=jnp.bfloat16, **same))
-  conv_shapes = resnet18_conv_shapes(FLAGS.conv_width) if FLAGS.conv else []
+  conv_shapes = resnet18_conv_shapes(cfg.conv_width) if cfg.conv else []
   if conv_shapes:
     conv_params = jax.tree.map(lambda p: p * 0.02, tree(conv_shapes, 20_000))
     conv_grads = tree(conv_shapes, 30_000)
@@ -106,9 +109,9 @@ def run():
     den = sum(float(jnp.sum(outs[ref][k] ** 2)) for k in outs[ref])
     return float(np.sqrt(num / den))
 
-  logging.info("timing %d candidates x %d repeats on %s", len(candidates), FLAGS.repeats,
+  logging.info("timing %d candidates x %d repeats on %s", len(candidates), cfg.repeats,
                jax.devices()[0].device_kind)
-  times = benchmarking.median_times(list(candidates.values()), FLAGS.repeats)
+  times = benchmarking.median_times(list(candidates.values()), cfg.repeats)
   med = {name: float(np.median(t)) for name, t in zip(candidates, times)}
   flops = sum(ns_flops(s) for s in shapes)
   flops_standard = sum(ns_flops(s, method="standard") for s in shapes)
@@ -116,7 +119,7 @@ def run():
   result = {
       "device": jax.devices()[0].device_kind,
       "backend": jax.default_backend(),
-      "matmul_precision": FLAGS.matmul_precision,
+      "matmul_precision": cfg.matmul_precision,
       "num_matrices": len(shapes),
       "ours_s": med["ours"],
       "optax_s": med["optax"],
@@ -125,7 +128,7 @@ def run():
       "all_times_s": dict(zip(candidates, times)),
       "rel_err_vs_optax": rel_err("ours", "optax"),
       "rel_err_vs_standard_ns": rel_err("ours", "ours_standard_ns"),
-      "rel_err_bf16_vs_f32": rel_err("ours_bf16", "ours") if FLAGS.bf16 else None,
+      "rel_err_bf16_vs_f32": rel_err("ours_bf16", "ours") if cfg.bf16 else None,
       "speedup_compat_vs_optax_defaults": med["optax_defaults"] / med["compat_defaults"],
       "rel_err_compat_vs_optax_defaults": rel_err("compat_defaults", "optax_defaults"),
       "conv_num_kernels": len(conv_shapes),
@@ -141,7 +144,7 @@ def run():
       "matmul_peak_gflops_measured": peak,
       "default_batching": default_batching(),
   }
-  path = os.path.join(FLAGS.out_dir, "bench_muon.json")
+  path = os.path.join(cfg.out_dir, "bench_muon.json")
   results.atomic_write_json(path, result)
   print(f"ours {med['ours']:.3f}s  optax {med['optax']:.3f}s  speedup {result['speedup_vs_optax']:.2f}x  "
         f"rel_err {result['rel_err_vs_optax']:.2e}")
@@ -157,8 +160,11 @@ def run():
 
 def main(argv):
   del argv
-  validate.run_or_exit(run)
+  with cli.flag_errors():
+    cfg = cli.config_from_flags(BenchMuonConfig)
+    cli.check_out_dir(cfg.out_dir)
+  run(cfg)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -20,7 +20,6 @@ def test_bench_muon_writes_json_with_matching_numerics(tmp_path):
   result = json.loads((tmp_path / "bench_muon.json").read_text())
   assert result["num_matrices"] == 7
   assert {"ours_s", "optax_s", "speedup_vs_optax"} <= set(result)
-  assert result["speedup_vs_optax"] == result["optax_s"] / result["ours_s"]
   assert result["rel_err_vs_optax"] < 1e-4 and result["rel_err_vs_standard_ns"] < 1e-4
   assert result["rel_err_compat_vs_optax_defaults"] < 1e-4
   assert result["conv_num_kernels"] == 19
