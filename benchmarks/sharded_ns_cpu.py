@@ -13,7 +13,6 @@ import os
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +20,7 @@ import numpy as np
 
 from muon_jax import benchmarking, sharded_muon
 
-muon_lib = importlib.import_module("muon_jax.muon")
+from muon_jax import transform as muon_lib
 N_DEV = 8
 
 

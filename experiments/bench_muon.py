@@ -58,7 +58,7 @@ def run(cfg: BenchMuonConfig):
 
   import muon_jax as mj
   from muon_jax import benchmarking, compat, results
-  from muon_jax.muon import default_batching
+  from muon_jax.transform import default_batching
   from muon_jax.newton_schulz import ns_flops
 
   shapes = benchmarking.llama_hidden_shapes(cfg.hidden, cfg.intermediate, cfg.layers)

@@ -12,7 +12,7 @@ rounding; tests/test_compat.py and optax's own test file run against this
 module). The optimizer state has the same pytree structure, using optax's
 `MuonState` container, so checkpoints and `optax.tree.get` lookups carry over.
 The Newton–Schulz iteration, reshaping, momentum and scaling are muon_jax's
-(`muon_jax.newton_schulz`, `muon_jax.muon`), which is where the speed comes
+(`muon_jax.newton_schulz`, `muon_jax.transform`), which is where the speed comes
 from (same-shape batching, Gram form on rectangular matrices).
 
 Deliberate differences, only where optax's result is not what it means:
@@ -24,7 +24,6 @@ Deliberate differences, only where optax's result is not what it means:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -33,9 +32,8 @@ import jax.numpy as jnp
 import optax
 from optax.contrib import MuonState
 
-# The package re-exports functions named like these modules; bind the modules.
-core = importlib.import_module("muon_jax.muon")
-ns = importlib.import_module("muon_jax.newton_schulz")
+from muon_jax import newton_schulz as ns
+from muon_jax import transform as core
 
 __all__ = [
     "MuonDimensionNumbers", "MuonState", "muon", "orthogonalize_via_newton_schulz",
@@ -98,7 +96,7 @@ def orthogonalize_via_newton_schulz(
   if preconditioning not in _PRECONDITIONINGS:
     raise ValueError(f"Unknown preconditioning {preconditioning}")
   matrices, restore = core.to_matrices(x, dimension_numbers)
-  return restore(ns.newton_schulz(matrices, coeffs=ns_coeffs, steps=_steps(ns_coeffs, ns_steps),
+  return restore(ns.orthogonalize(matrices, coeffs=ns_coeffs, steps=_steps(ns_coeffs, ns_steps),
                                   eps=_ns_eps(preconditioning, eps),
                                   preconditioning=preconditioning))
 

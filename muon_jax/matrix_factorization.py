@@ -36,7 +36,7 @@ from absl import logging
 
 from muon_jax import config, metrics, results, stats
 from muon_jax.config import field
-from muon_jax.muon import muon
+from muon_jax.transform import muon
 from muon_jax.progress import Progress
 
 OPTIMIZERS = ("muon", "adamw")

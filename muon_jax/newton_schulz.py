@@ -279,7 +279,7 @@ def coefficient_table(coeffs, steps=None) -> jax.Array:
   return coeffs
 
 
-def newton_schulz(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = None,
+def orthogonalize(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = None,
                   eps: float = 1e-7, ns_dtype=None, method: str = "auto",
                   preconditioning: str = "frobenius") -> jax.Array:
   """Approximate polar factor of every matrix in `x` (shape (..., m, n)).

@@ -48,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from muon_jax import metrics
 from muon_jax.config import field
-from muon_jax.muon import muon
+from muon_jax.transform import muon
 
 SIGNALS = ("aligned", "incoherent")
 NOISES = ("standard", "isotropic", "heavy_tail", "student_t")
@@ -233,7 +233,7 @@ def stochastic_gradient(key, w, geom: Geometry, lam, kappa, cfg: SimConfig) -> j
 def make_optimizer(name: str, **overrides) -> OptimizerFn:
   """Factory lr -> optax transform with the paper's App 11.1 settings.
 
-  muon: the project's `muon_jax.muon.muon` (beta 0.95 Nesterov, 5 kimi NS
+  muon: the project's `muon_jax.transform.muon` (beta 0.95 Nesterov, 5 kimi NS
   steps, 0.2 sqrt(max(m, n)) scale); adamw: optax.adamw (b1 0.9, b2 0.999,
   eps 1e-8, no weight decay: the paper names none for this task); sgd:
   optax.sgd. `overrides` are forwarded to the constructor. lr may be a traced

@@ -6,62 +6,61 @@ D devices. `shard_across_devices` wraps a `scale_by_muon` transform so that
 each device runs it on a FLOP-balanced 1/D share of the Muon matrices and the
 results are all-gathered (as modded-nanogpt and Dion do):
 
-  1. every (m, n) matrix -- each slice of a stacked (..., m, n) leaf is its
-     own matrix -- is assigned to a device by longest-processing-time
-     greedy on `newton_schulz.ns_flops`, a static plan computed at trace time;
+  1. every leaf is assigned to a device by longest-processing-time greedy on
+     the `newton_schulz.ns_flops` of the matrix the transform makes of it
+     (`transform.matrix_shape`; a leaf is never split, since its dimension
+     numbers may flatten all of its axes into one matrix), a static plan
+     computed at trace time;
   2. device d runs the wrapped transform on its matrices only (a
      `lax.switch` on the axis index, so only that branch executes);
   3. the orthogonalized updates and the new momenta of every device are
      packed into one flat float32 buffer, all-gathered over the axis and
      unpacked in the original tree layout.
 
-The wrapped transform's update of one leaf must depend on that leaf alone and
-its state must be `ScaleByMuonState` (true of `scale_by_muon`), so the
+The wrapped transform's update of one leaf must depend on that leaf alone
+(true of `scale_by_muon` with default dimension numbers or one
+`MuonDimensionNumbers` for every leaf; a pytree or callable of dimension
+numbers is not supported) and its state must be `ScaleByMuonState`, so the
 sharded updates equal the replicated ones and the state tree is unchanged: a
 checkpoint written with sharding restores without it and vice versa.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-# The package re-exports the functions `muon` and `newton_schulz`; bind the modules.
-muon_lib = importlib.import_module("muon_jax.muon")
-ns = importlib.import_module("muon_jax.newton_schulz")
+from muon_jax import newton_schulz as ns
+from muon_jax import transform as muon_lib
 
 
-class Unit(NamedTuple):
-  """One matrix: leaf index, index of the slice in the leaf's leading dims."""
-  leaf: int
-  index: tuple[int, ...]
+def leaf_flops(shape: tuple[int, ...], ns_steps: int = 5, method: str = "auto") -> int:
+  """NS FLOPs of one leaf: its matrix under the default dimension numbers."""
+  return ns.ns_flops(muon_lib.matrix_shape(shape), ns_steps, method)
 
 
 def balance(shapes: list[tuple[int, ...]], num_devices: int, ns_steps: int = 5,
-            method: str = "auto") -> list[list[Unit]]:
-  """Static FLOP-balanced plan: the matrices each device orthogonalizes.
+            method: str = "auto") -> list[list[int]]:
+  """Static FLOP-balanced plan: the leaves each device orthogonalizes.
 
   Args:
-    shapes: leaf shapes, each (..., m, n); leading dims are separate matrices.
+    shapes: leaf shapes (>= 2-D).
     num_devices: devices to split over (>= 1).
     ns_steps, method: as in `newton_schulz.ns_flops` (the cost model).
 
   Returns:
-    num_devices lists of `Unit`s; every matrix appears in exactly one list.
+    num_devices sorted lists of leaf indices; every leaf is in exactly one.
     Longest-processing-time greedy: largest matrices first, each to the
     currently least-loaded device (ties to the lowest index).
   """
   if num_devices < 1:
     raise ValueError(f"num_devices={num_devices} must be >= 1")
-  units = [(ns.ns_flops(s[-2:], ns_steps, method), Unit(i, idx))
-           for i, s in enumerate(shapes) for idx in np.ndindex(*s[:-2])]
+  units = [(leaf_flops(s, ns_steps, method), i) for i, s in enumerate(shapes)]
   order = sorted(range(len(units)), key=lambda k: -units[k][0])  # stable: ties keep tree order
   plan, load = [[] for _ in range(num_devices)], [0] * num_devices
   for k in order:
@@ -71,11 +70,10 @@ def balance(shapes: list[tuple[int, ...]], num_devices: int, ns_steps: int = 5,
   return [sorted(p) for p in plan]
 
 
-def plan_flops(plan: list[list[Unit]], shapes: list[tuple[int, ...]], ns_steps: int = 5,
+def plan_flops(plan: list[list[int]], shapes: list[tuple[int, ...]], ns_steps: int = 5,
                method: str = "auto") -> list[int]:
   """NS FLOPs each device runs under `plan` (the replicated cost is their sum)."""
-  return [sum(ns.ns_flops(shapes[u.leaf][-2:], ns_steps, method) for u in units)
-          for units in plan]
+  return [sum(leaf_flops(shapes[i], ns_steps, method) for i in units) for units in plan]
 
 
 def shard_across_devices(inner: optax.GradientTransformation, axis_name: str,
@@ -105,17 +103,17 @@ def shard_across_devices(inner: optax.GradientTransformation, axis_name: str,
     mu_leaves = treedef.flatten_up_to(state.mu)
     shapes = [tuple(x.shape) for x in leaves]
     plan = balance(shapes, num_devices, ns_steps, method)
-    sizes = [math.prod(s[-2:]) for s in shapes]
+    sizes = [math.prod(s) for s in shapes]
     # Each device's buffer: its updates then its momenta, padded to the longest.
-    lengths = [2 * sum(sizes[u.leaf] for u in units) for units in plan]
+    lengths = [2 * sum(sizes[i] for i in units) for units in plan]
     width = max(max(lengths), 1)
 
     def branch(units):
       def run(leaves, mu_leaves, count):
         if not units:
           return jnp.zeros((width,), jnp.float32), optax.safe_increment(count)
-        mine = {str(k): leaves[u.leaf][u.index] for k, u in enumerate(units)}
-        mine_mu = {str(k): mu_leaves[u.leaf][u.index] for k, u in enumerate(units)}
+        mine = {str(k): leaves[i] for k, i in enumerate(units)}
+        mine_mu = {str(k): mu_leaves[i] for k, i in enumerate(units)}
         out, new_state = inner.update(mine, muon_lib.ScaleByMuonState(count=count, mu=mine_mu))
         keys = [str(k) for k in range(len(units))]
         flat = [out[k].astype(jnp.float32).ravel() for k in keys]
@@ -127,19 +125,16 @@ def shard_across_devices(inner: optax.GradientTransformation, axis_name: str,
     buf, count = jax.lax.switch(jax.lax.axis_index(axis_name), [branch(u) for u in plan],
                                 leaves, mu_leaves, state.count)
     gathered_DxW = jax.lax.all_gather(buf, axis_name)
-    pieces = {}  # (kind, leaf, index) -> flat slice of the gathered buffer
+    pieces = {}  # (kind, leaf) -> flat slice of the gathered buffer
     for d, units in enumerate(plan):
       offset = 0
       for kind in ("update", "mu"):
-        for u in units:
-          pieces[(kind, u.leaf, u.index)] = gathered_DxW[d, offset:offset + sizes[u.leaf]]
-          offset += sizes[u.leaf]
+        for i in units:
+          pieces[(kind, i)] = gathered_DxW[d, offset:offset + sizes[i]]
+          offset += sizes[i]
 
     def assemble(kind, leaf, dtype):
-      shape = shapes[leaf]
-      mats = [pieces[(kind, leaf, idx)].reshape(shape[-2:]).astype(dtype)
-              for idx in np.ndindex(*shape[:-2])]
-      return jnp.stack(mats).reshape(shape) if len(shape) > 2 else mats[0]
+      return pieces[(kind, leaf)].reshape(shapes[leaf]).astype(dtype)
 
     new_updates = [assemble("update", i, x.dtype) for i, x in enumerate(leaves)]
     new_mu_leaves = [assemble("mu", i, m.dtype) for i, m in enumerate(mu_leaves)]

@@ -292,7 +292,7 @@ def ns_shard_report(tcfg: tr.TrainConfig, params, devices, make_runner, repeats:
   step (`make_runner("muon", shard_muon=...)`).
   """
   from muon_jax import benchmarking, sharded_muon
-  from muon_jax.muon import muon_labels
+  from muon_jax.transform import muon_labels
 
   n_dev = len(devices)
   muon_params = jax.tree.map(lambda p, label: p if label == "muon" else None, params,

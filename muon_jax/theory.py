@@ -580,7 +580,7 @@ def compare_spectral_maps(key, *, m: int = 256, n: int = 512, thetas=(0.5, 1.0, 
   For each theta, a rank-`rank` signal with all singular values theta (units:
   noise bulk edge 1 + sqrt(m/n)) plus white noise; every method maps the
   singular values of Y (NS acts on Y / ||Y||_F, exactly as Muon; by Lemma 6 this
-  equals `newton_schulz(Y)`), and we score alignment with the signal.
+  equals `orthogonalize(Y)`), and we score alignment with the signal.
   Returns per-method (len(thetas), trials) arrays of cos_signal, cos_polar,
   signal_energy_fraction, plus NS-threshold diagnostics.
   """

@@ -61,7 +61,7 @@ from muon_jax import config, results, sharded_muon
 from muon_jax.config import field
 from muon_jax.losses import next_token_loss
 from muon_jax.models import llama
-from muon_jax.muon import muon_with_adamw
+from muon_jax.transform import muon_with_adamw
 from muon_jax.progress import Progress
 
 AXIS = "data"
@@ -366,7 +366,8 @@ def initialize_distributed(cfg: TrainConfig) -> None:
 
 # ---------------------------------------------------------------- checkpoints
 
-def _checkpoint_manager(out_dir: str, keep: int):
+def checkpoint_manager(out_dir: str, keep: int):
+  """The Orbax manager of out_dir/checkpoints (keeps the newest `keep`)."""
   import orbax.checkpoint as ocp
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(out_dir, "checkpoints")),
@@ -650,7 +651,7 @@ def train(cfg: TrainConfig) -> dict:
   if cfg.probe_steps:
     _check_probe_target(cfg, mcfg)
 
-  mngr = _checkpoint_manager(cfg.out_dir, cfg.keep_checkpoints)
+  mngr = checkpoint_manager(cfg.out_dir, cfg.keep_checkpoints)
   start, nonfinite_total, consecutive, stored = 0, 0, 0, None
   if mngr.latest_step() is not None:
     if not cfg.resume:

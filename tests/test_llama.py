@@ -11,7 +11,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from muon_jax.models import llama
-from muon_jax.muon import muon_labels
+from muon_jax.transform import muon_labels
 
 
 def _random_hf_checkpoint(cfg: llama.LlamaConfig, seed=0):

@@ -98,7 +98,7 @@ def test_pmap_matches_single_device(tmp_path):
                    "single": {"num_devices": 1, "micro_batch": 4}}.items():
     cfg = dataclasses.replace(BASE, optimizer="muon", steps=3, out_dir=str(tmp_path / name), **kw)
     s = tr.train(cfg)
-    mngr = tr._checkpoint_manager(cfg.out_dir, 1)
+    mngr = tr.checkpoint_manager(cfg.out_dir, 1)
     _graphdef, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
     opt_state = tr.build_optimizer(cfg).init(params)
     runs[name] = (s, _losses(cfg.out_dir), tr.restore_checkpoint(mngr, params, opt_state)[0])
@@ -211,7 +211,7 @@ def test_nonfinite_guard_skips_and_stops(tmp_path):
   rows = tr.read_metrics(str(tmp_path))
   assert s["status"] == "stopped_nonfinite" and s["nonfinite_total"] == 2
   assert [r["finite"] for r in rows] == [True, False, False]
-  mngr = tr._checkpoint_manager(cfg.out_dir, 10)
+  mngr = tr.checkpoint_manager(cfg.out_dir, 10)
   assert mngr.latest_step() == 2  # step 2 was skipped: it holds step 1's weights
   _, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
   opt_state = tr.build_optimizer(cfg).init(params)

@@ -11,7 +11,7 @@ Parameter paths (pure-dict keys joined by "/"): `embed/embedding`,
 `layers/<i>/attn/{q,k,v,o}_proj/kernel`, `layers/<i>/mlp/{gate,up,down}_proj/kernel`,
 `layers/<i>/{input,post_attention}_layernorm/scale`, `norm/scale`,
 `lm_head/kernel`. Kernels are (in, out); Muon's routing predicate
-(`muon_jax.muon.is_hidden_matrix`) sends `embed` and `lm_head` to AdamW by name
+(`muon_jax.transform.is_hidden_matrix`) sends `embed` and `lm_head` to AdamW by name
 and the 1-D norm scales by rank.
 
 Two execution choices change memory and speed but not the function computed:

@@ -17,7 +17,6 @@ Axes named in neither set are batch axes: each slice is orthogonalized alone.
 from __future__ import annotations
 
 import collections
-import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -27,8 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# The package re-exports the function `newton_schulz`; bind the module itself.
-ns = importlib.import_module("muon_jax.newton_schulz")
+from muon_jax import newton_schulz as ns
 
 SCALINGS = ("kimi", "keller", "none")
 MOMENTUMS = ("paper", "optax", "keller")
@@ -198,7 +196,7 @@ def orthogonalize_tree(tree, *, coeffs, steps=None, eps, ns_dtype=None, method="
   Args:
     tree: pytree of >= 2-D arrays.
     coeffs, steps, eps, ns_dtype, method, preconditioning: see
-      `newton_schulz.newton_schulz` (coeffs may be a traced (rows, 3) array;
+      `newton_schulz.orthogonalize` (coeffs may be a traced (rows, 3) array;
       a traced steps needs a single (a, b, c)).
     batching: "stack" (one NS call per (matrix shape, dtype) group), "loop"
       (one per leaf) or "auto" (`default_batching`).
@@ -215,7 +213,7 @@ def orthogonalize_tree(tree, *, coeffs, steps=None, eps, ns_dtype=None, method="
     table, traced_steps = coeffs, steps
   else:
     table, traced_steps = ns.coefficient_table(coeffs, steps), None
-  call = lambda x: ns.newton_schulz(x, coeffs=table, steps=traced_steps, eps=eps,
+  call = lambda x: ns.orthogonalize(x, coeffs=table, steps=traced_steps, eps=eps,
                                     ns_dtype=ns_dtype, method=method,
                                     preconditioning=preconditioning)
   flat, restores = zip(*(to_matrices(x, d) for x, d in zip(leaves, dims))) if leaves else ((), ())
@@ -272,7 +270,7 @@ def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs =
     beta: momentum coefficient in [0, 1).
     nesterov: feed the Nesterov look-ahead to Newton–Schulz.
     coeffs, steps, ns_dtype, method, preconditioning: see
-      `newton_schulz.newton_schulz` (steps=None: 5, or the table's rows; a
+      `newton_schulz.orthogonalize` (steps=None: 5, or the table's rows; a
       table shorter than steps repeats its last row; a None default also keeps
       steps static under optax.inject_hyperparams).
     eps: added to the Frobenius norm of the Newton–Schulz input, i.e. of the

@@ -169,8 +169,8 @@ def test_inject_hyperparams_and_schedule():
 
 
 def test_scalings_and_dtypes():
-  assert mj.muon.__module__ == "muon_jax.muon"
-  from muon_jax.muon import shape_scale
+  assert mj.muon.__module__ == "muon_jax.transform"
+  from muon_jax.transform import shape_scale
   assert shape_scale((768, 3072), "kimi") == pytest.approx(0.2 * np.sqrt(3072))
   # JAX layout (fan_in, fan_out): Keller's sqrt(rows/cols) on PyTorch's (out, in).
   assert shape_scale((768, 3072), "keller") == pytest.approx(2.0)
