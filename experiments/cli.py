@@ -106,6 +106,22 @@ def check_out_dir(path: str) -> None:
     raise ValueError(f"out_dir={path} is not writable: {e.strerror}") from None
 
 
+def write_results(out_dir: str, json_name: str, res: dict, figures: dict) -> str:
+  """Writes `res` as out_dir/json_name and each figure as out_dir/<stem>.png.
+
+  Prints one line per claim in res["claims"] and the JSON path; returns it.
+  """
+  from muon_jax import results
+  path = os.path.join(out_dir, json_name)
+  results.atomic_write_json(path, res)
+  for name, fig in figures.items():
+    results.save_figure(fig, os.path.join(out_dir, f"{name}.png"))
+  for claim in res.get("claims", ()):
+    print(f"{claim['id']}: {claim['verdict']} -- {claim['measured']}")
+  print(f"wrote {path}")
+  return path
+
+
 def flag_message(error: Exception) -> str:
   """One line for a bad-input error; a leading field name becomes `--name`."""
   text = " ".join(str(error).split())

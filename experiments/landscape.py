@@ -10,13 +10,11 @@ Muon - AdamW differences with CIs, claims), fig3_kinematics.png and
 fig4_surfaces.png.
 """
 
-import os
 
 from absl import flags
 
 from experiments import cli
 from muon_jax import landscape_experiment as lx
-from muon_jax import results
 from muon_jax.figures import landscape as figures
 
 FLAGS = cli.define_flags(lx.LandscapeConfig)
@@ -40,13 +38,7 @@ def main(argv):
   if not FLAGS.run_dirs:
     res = lx.run(cfg, FLAGS.out_dir, resume=FLAGS.resume)
   res["claims"] = lx.claims(res)
-  for name, fig in figures.figures(res).items():
-    results.save_figure(fig, os.path.join(FLAGS.out_dir, f"{name}.png"))
-  path = os.path.join(FLAGS.out_dir, "landscape.json")
-  results.atomic_write_json(path, res)
-  for claim in res["claims"]:
-    print(f"{claim['id']}: {claim['verdict']} -- {claim['measured']}")
-  print(f"wrote {path}")
+  cli.write_results(FLAGS.out_dir, "landscape.json", res, figures.figures(res))
 
 
 if __name__ == "__main__":

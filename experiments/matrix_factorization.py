@@ -20,7 +20,6 @@ from absl import flags  # noqa: E402
 
 from experiments import cli  # noqa: E402
 from muon_jax import matrix_factorization as mf  # noqa: E402
-from muon_jax import results  # noqa: E402
 from muon_jax.figures import matrix_factorization as figures  # noqa: E402
 
 FLAGS = cli.define_flags(mf.MatrixFactorizationConfig)
@@ -36,13 +35,7 @@ def main(argv):
     cli.check_out_dir(FLAGS.out_dir)
     res = mf.run(cfg, state_path=os.path.join(FLAGS.out_dir, "units.json"), resume=FLAGS.resume)
   res["claims"] = mf.claims(res)
-  path = os.path.join(FLAGS.out_dir, "matrix_factorization.json")
-  results.atomic_write_json(path, res)
-  for name, fig in figures.figures(res).items():
-    results.save_figure(fig, os.path.join(FLAGS.out_dir, f"{name}.png"))
-  for claim in res["claims"]:
-    print(f"{claim['id']}: {claim['verdict']} -- {claim['measured']}")
-  print(f"wrote {path}")
+  cli.write_results(FLAGS.out_dir, "matrix_factorization.json", res, figures.figures(res))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import flags  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from muon_jax import results, theory  # noqa: E402
+from muon_jax import theory  # noqa: E402
 from muon_jax.figures import polynomial as figures  # noqa: E402
 
 FLAGS = cli.define_flags(theory.PolynomialConfig)
@@ -32,13 +32,7 @@ def main(argv):
     cli.check_out_dir(FLAGS.out_dir)
   res = theory.run(cfg)
   res["claims"] = theory.claims(res)
-  for name, fig in figures.figures(res).items():
-    results.save_figure(fig, os.path.join(FLAGS.out_dir, f"{name}.png"))
-  path = os.path.join(FLAGS.out_dir, "polynomial.json")
-  results.atomic_write_json(path, res)
-  for claim in res["claims"]:
-    print(f"{claim['id']}: {claim['verdict']} -- {claim['measured']}")
-  print(f"wrote {path}")
+  cli.write_results(FLAGS.out_dir, "polynomial.json", res, figures.figures(res))
 
 
 if __name__ == "__main__":

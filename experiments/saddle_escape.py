@@ -15,7 +15,7 @@ was interrupted.
 import os
 import time
 
-from absl import flags, logging
+from absl import flags
 
 from experiments import cli
 from muon_jax import saddle
@@ -46,15 +46,9 @@ def main(argv):
   start = time.perf_counter()
   doc = saddle.run(cfg, checkpoint=path, resume=FLAGS.resume)
   doc["claims"] = saddle.claims(doc)
-  results.atomic_write_json(path, doc)
-  figures = saddle_figures.figures(doc)
-  for name, fig in figures.items():
-    results.save_figure(fig, os.path.join(FLAGS.out_dir, f"{name}.png"))
+  cli.write_results(FLAGS.out_dir, RESULT, doc, saddle_figures.figures(doc))
   results.atomic_write_json(os.path.join(FLAGS.out_dir, TIMING),
                             {"total_seconds": round(time.perf_counter() - start, 2)})
-  for row in doc["claims"]:
-    logging.info("%s: %s -> %s", row["id"], row["measured"], row["verdict"])
-  logging.info("wrote %s and %s", path, sorted(figures))
 
 
 if __name__ == "__main__":

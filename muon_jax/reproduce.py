@@ -65,41 +65,34 @@ class Experiment:
   refresh: Callable[[dict], dict] = lambda res: res
 
 
+def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str], bool]):
+  """A saddle-escape experiment whose claim rows are those with ids `keep` accepts."""
+  return Experiment(
+      name=name, paper=paper, config_cls=saddle.SaddleConfig, scales=scales,
+      run=lambda cfg, work_dir, resume: saddle.run(
+          cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume),
+      claims=lambda res: [c for c in saddle.claims(res) if keep(c["id"])],
+      figures=saddle_figures.figures,
+      summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
+      check=config_lib.check, refresh=saddle.resummarize)
+
+
+_SADDLE_PAPER_SCALE = {"signals": ("aligned", "incoherent"),
+                       "dims": (32, 64, 128, 256, 512, 1024), "curvatures": (0.1, 0.01, 0.001),
+                       "seeds": 16, "steps": 3000}
+_NOISE_ABLATION = {"optimizers": ("muon",), "muon_lrs": (0.02,),
+                   "noises": ("standard", "heavy_tail", "student_t")}
+
 EXPERIMENTS = (
-    Experiment(
-        name="saddle", paper="Fig 1a-d",
-        config_cls=saddle.SaddleConfig,
-        # cpu: the binary's default (one geometry, one lambda: Fig 1d is
-        # reported untestable there). gpu: the paper's sweep. Fig 5's noise
-        # ablation is the next experiment's.
-        scales={"cpu": {},
-                "gpu": {"signals": ("aligned", "incoherent"),
-                        "dims": (32, 64, 128, 256, 512, 1024), "curvatures": (0.1, 0.01, 0.001),
-                        "seeds": 16, "steps": 3000}},
-        run=lambda cfg, work_dir, resume: saddle.run(
-            cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume),
-        claims=lambda res: [c for c in saddle.claims(res) if not c["id"].startswith("fig5")],
-        figures=saddle_figures.figures,
-        summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
-        check=config_lib.check, refresh=saddle.resummarize),
-    # The noise ablation of Fig 5 (Muon at the paper's lr; its Fig 1 rows are
-    # the main saddle experiment's business and are left out here).
-    Experiment(
-        name="saddle_noise", paper="Fig 5a-b",
-        config_cls=saddle.SaddleConfig,
-        scales={"cpu": {"optimizers": ("muon",), "muon_lrs": (0.02,),
-                        "noises": ("standard", "heavy_tail", "student_t")},
-                "gpu": {"optimizers": ("muon",), "muon_lrs": (0.02,),
-                        "signals": ("aligned", "incoherent"),
-                        "dims": (32, 64, 128, 256, 512, 1024), "curvatures": (0.1, 0.01, 0.001),
-                        "seeds": 16, "steps": 3000,
-                        "noises": ("standard", "heavy_tail", "student_t")}},
-        run=lambda cfg, work_dir, resume: saddle.run(
-            cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume),
-        claims=lambda res: [c for c in saddle.claims(res) if c["id"].startswith("fig5")],
-        figures=saddle_figures.figures,
-        summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
-        check=config_lib.check, refresh=saddle.resummarize),
+    # cpu: the binary's default (one geometry, one lambda: Fig 1d is reported
+    # untestable there); gpu: the paper's sweep.
+    _saddle_experiment("saddle", "Fig 1a-d", {"cpu": {}, "gpu": _SADDLE_PAPER_SCALE},
+                       keep=lambda cid: not cid.startswith("fig5")),
+    # Fig 5's noise ablation: Muon at the paper's lr (its Fig 1 rows are the
+    # main saddle experiment's business).
+    _saddle_experiment("saddle_noise", "Fig 5a-b",
+                       {"cpu": _NOISE_ABLATION, "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION}},
+                       keep=lambda cid: cid.startswith("fig5")),
     Experiment(
         name="polynomial", paper="Lemma 2, Lemma 3, Sec 10.1, Lemma 9",
         config_cls=theory.PolynomialConfig,
