@@ -167,7 +167,6 @@ EXIT_PREEMPTED = 75
 def validate_config(cfg: TrainConfig) -> None:
   """Device-free checks; raises ValueError starting with the field's name."""
   config.check(cfg)
-  llama.check_attention_backend(cfg.attention)
   llama.PRESETS[cfg.model](dtype=cfg.compute_dtype, attention=cfg.attention)
   max_len = llama.PRESETS[cfg.model]().max_position_embeddings
   if cfg.seq_len > max_len:
@@ -596,9 +595,12 @@ def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list, list]:
 
   Returns (config, global devices, local devices). Raises ValueError naming
   num_processes when the runtime disagrees with it, global_batch when it is
-  not a multiple of global devices x micro_batch, and shard_muon when it is
-  requested with one device.
+  not a multiple of global devices x micro_batch, shard_muon when it is
+  requested with one device, and attention when the backend cannot run it.
+  Touches the backend, so in a multi-process job it runs after
+  `initialize_distributed`.
   """
+  llama.check_attention_backend(cfg.attention)
   if jax.process_count() != cfg.num_processes:
     raise ValueError(f"num_processes={cfg.num_processes} but the runtime has "
                      f"{jax.process_count()} processes (call initialize_distributed first)")

@@ -152,8 +152,10 @@ def check_attention_backend(attention: str, backend: str | None = None) -> None:
   cuDNN attention needs an NVIDIA GPU; without this check the failure would
   come from inside the first compile.
   """
+  if attention != "cudnn":
+    return
   backend = backend or jax.default_backend()
-  if attention == "cudnn" and backend != "gpu":
+  if backend != "gpu":
     raise ValueError(f"attention='cudnn' needs an NVIDIA GPU with cuDNN; this backend is {backend} "
                      f"(use attention='xla')")
 
