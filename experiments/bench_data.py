@@ -24,11 +24,14 @@ from muon_jax.config import field
 @dataclasses.dataclass(frozen=True)
 class BenchDataConfig:
   """What the data benchmark times."""
+
   corpus: str = field("stdlib", "corpus spec: stdlib | files:PATH | hf:NAME[:CONFIG]")
-  tokenizers: tuple[str, ...] = field(("bytes", "train:4096", "train:32000"),
-                                      "tokenizer specs to time")
-  sentencepiece_vocab: int = field(4096, "also time a SentencePiece .model of this vocab (PATH "
-                                   "form); 0 skips it", low=0)
+  tokenizers: tuple[str, ...] = field(
+    ("bytes", "train:4096", "train:32000"), "tokenizer specs to time"
+  )
+  sentencepiece_vocab: int = field(
+    4096, "also time a SentencePiece .model of this vocab (PATH form); 0 skips it", low=0
+  )
   seq_len: int = field(1024, "packed sequence length", low=1)
   batch_size: int = field(8, "rows per batch", low=1)
   min_tokens: int = field(2_000_000, "tokens packed per measurement", low=1)
@@ -37,8 +40,9 @@ class BenchDataConfig:
 
 
 FLAGS = cli.define_flags(BenchDataConfig)
-flags.DEFINE_string("out_dir", "out/bench_data",
-                    "Where bench_data.json (and the tokenizer cache) go.")
+flags.DEFINE_string(
+  "out_dir", "out/bench_data", "Where bench_data.json (and the tokenizer cache) go."
+)
 
 
 def main(argv):
@@ -54,42 +58,77 @@ def main(argv):
 
 def run(cfg: BenchDataConfig):
   from muon_jax import results
+
   cache = os.path.join(FLAGS.out_dir, "tokenizer_cache")
   specs = list(cfg.tokenizers)
   if cfg.sentencepiece_vocab:
     t0 = time.perf_counter()
     os.makedirs(cache, exist_ok=True)
-    model = data.train_sentencepiece(data.corpus_sample(cfg.corpus), cfg.sentencepiece_vocab,
-                                     os.path.join(cache, f"sp{cfg.sentencepiece_vocab}.model"))
-    logging.info("trained SentencePiece %d in %.1fs", cfg.sentencepiece_vocab, time.perf_counter() - t0)
+    model = data.train_sentencepiece(
+      data.corpus_sample(cfg.corpus),
+      cfg.sentencepiece_vocab,
+      os.path.join(cache, f"sp{cfg.sentencepiece_vocab}.model"),
+    )
+    logging.info(
+      "trained SentencePiece %d in %.1fs", cfg.sentencepiece_vocab, time.perf_counter() - t0
+    )
     specs.append(model)
 
   rows = []
   for spec in specs:
     t0 = time.perf_counter()
-    it = data.build_pipeline(cfg.corpus, spec, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                             seed=cfg.seed, cache_dir=cache, prefetch=cfg.prefetch)
+    it = data.build_pipeline(
+      cfg.corpus,
+      spec,
+      seq_len=cfg.seq_len,
+      batch_size=cfg.batch_size,
+      seed=cfg.seed,
+      cache_dir=cache,
+      prefetch=cfg.prefetch,
+    )
     build_s = time.perf_counter() - t0
     n_tokens, t0 = 0, time.perf_counter()
     while n_tokens < cfg.min_tokens:
       n_tokens += next(it).size
     elapsed = time.perf_counter() - t0
     it.close()
-    rows.append({"tokenizer": spec, "kind": data.validate_tokenizer_spec(spec)[0],
-                 "vocab_size": it.vocab_size, "build_s": build_s, "tokens": n_tokens,
-                 "seconds": elapsed, "tokens_per_s": n_tokens / elapsed})
-    logging.info("%s: vocab %d, build %.2fs, %.3g tokens/s", spec, it.vocab_size, build_s, rows[-1]["tokens_per_s"])
+    rows.append(
+      {
+        "tokenizer": spec,
+        "kind": data.validate_tokenizer_spec(spec)[0],
+        "vocab_size": it.vocab_size,
+        "build_s": build_s,
+        "tokens": n_tokens,
+        "seconds": elapsed,
+        "tokens_per_s": n_tokens / elapsed,
+      }
+    )
+    logging.info(
+      "%s: vocab %d, build %.2fs, %.3g tokens/s",
+      spec,
+      it.vocab_size,
+      build_s,
+      rows[-1]["tokens_per_s"],
+    )
 
   base = next((r["tokens_per_s"] for r in rows if r["tokenizer"] == "bytes"), None)
   for r in rows:
     r["ratio_vs_bytes"] = r["tokens_per_s"] / base if base else None
-  result = {"corpus": cfg.corpus, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
-            "prefetch": cfg.prefetch, "cpu_count": os.cpu_count(), "results": rows}
+  result = {
+    "corpus": cfg.corpus,
+    "seq_len": cfg.seq_len,
+    "batch_size": cfg.batch_size,
+    "prefetch": cfg.prefetch,
+    "cpu_count": os.cpu_count(),
+    "results": rows,
+  }
   results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_data.json"), result)
   for r in rows:
     ratio = f"{r['ratio_vs_bytes']:.4f}x bytes" if base else ""
-    print(f"{r['tokenizer']:>40s}  vocab {r['vocab_size']:6d}  build {r['build_s']:6.2f}s  "
-          f"{r['tokens_per_s']:12.4g} tokens/s  {ratio}")
+    print(
+      f"{r['tokenizer']:>40s}  vocab {r['vocab_size']:6d}  build {r['build_s']:6.2f}s  "
+      f"{r['tokens_per_s']:12.4g} tokens/s  {ratio}"
+    )
 
 
 if __name__ == "__main__":

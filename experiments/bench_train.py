@@ -32,26 +32,33 @@ FLAGS = flags.FLAGS
 def _print(out: dict) -> None:
   for name in (k for k in ("adamw", "muon") if k in out):
     r = out[name]
-    line = (f"{out['model']} {name:5s}: peak {r['peak_memory_bytes'] / 1e9:7.2f} GB (args "
-            f"{r['argument_bytes'] / 1e9:.2f}, temps {r['temp_bytes'] / 1e9:.2f})  XLA/analytic "
-            f"FLOPs per token {r['xla_over_analytic']:.3f}")
+    line = (
+      f"{out['model']} {name:5s}: peak {r['peak_memory_bytes'] / 1e9:7.2f} GB (args "
+      f"{r['argument_bytes'] / 1e9:.2f}, temps {r['temp_bytes'] / 1e9:.2f})  XLA/analytic "
+      f"FLOPs per token {r['xla_over_analytic']:.3f}"
+    )
     if "step_s_median" in r:
       mfu = "n/a" if r["mfu"] is None else f"{r['mfu']:.3f}"
-      line += (f"  step {r['step_s_median'] * 1e3:9.1f} ms  {r['tokens_per_s']:12,.0f} tok/s  "
-               f"MFU {mfu}")
+      line += (
+        f"  step {r['step_s_median'] * 1e3:9.1f} ms  {r['tokens_per_s']:12,.0f} tok/s  MFU {mfu}"
+      )
     print(line)
   if "muon_over_adamw_step_time" in out:
-    print(f"Muon/AdamW step time: {out['muon_over_adamw_step_time']:.3f}  ({out['device_kind']}, "
-          f"{out['devices']} device(s), {out['compute_dtype']}, batch {out['global_batch']}x"
-          f"{out['seq_len']}, micro {out['micro_batch']}, peak {out['peak_tflops_per_device']:.2f} "
-          f"TFLOP/s from {out['peak_source']})")
+    print(
+      f"Muon/AdamW step time: {out['muon_over_adamw_step_time']:.3f}  ({out['device_kind']}, "
+      f"{out['devices']} device(s), {out['compute_dtype']}, batch {out['global_batch']}x"
+      f"{out['seq_len']}, micro {out['micro_batch']}, peak {out['peak_tflops_per_device']:.2f} "
+      f"TFLOP/s from {out['peak_source']})"
+    )
   if "ns_shard" in out:
     r = out["ns_shard"]
-    print(f"NS sharded over {r['devices']} devices: NS GFLOP/device "
-          f"{r['ns_gflops_per_device_replicated']:.3f} -> {r['ns_gflops_per_device_sharded']:.3f} "
-          f"(x{r['ns_flops_ratio']:.3f}); Muon update {r['muon_update_s_replicated'] * 1e3:.1f} -> "
-          f"{r['muon_update_s_sharded'] * 1e3:.1f} ms (x{r['muon_update_time_ratio']:.3f}); whole "
-          f"step x{r['step_time_ratio']:.3f}")
+    print(
+      f"NS sharded over {r['devices']} devices: NS GFLOP/device "
+      f"{r['ns_gflops_per_device_replicated']:.3f} -> {r['ns_gflops_per_device_sharded']:.3f} "
+      f"(x{r['ns_flops_ratio']:.3f}); Muon update {r['muon_update_s_replicated'] * 1e3:.1f} -> "
+      f"{r['muon_update_s_sharded'] * 1e3:.1f} ms (x{r['muon_update_time_ratio']:.3f}); whole "
+      f"step x{r['step_time_ratio']:.3f}"
+    )
   sweep = out.get("memory_sweep")
   if sweep:
     for opt in (k for k in sweep if k != "budget_bytes"):
@@ -59,8 +66,10 @@ def _print(out: dict) -> None:
         peaks = "  ".join(f"{m}:{b / 1e9:.1f}" for m, b in r["peak_memory_bytes"].items())
         largest = r["largest_micro_batch_in_budget"]
         bound = ">=" if r["all_tested_fit"] else ""
-        print(f"{opt:5s} remat={remat:13s} peak GB by micro batch  {peaks}  | largest in "
-              f"{sweep['budget_bytes'] / 1e9:.0f} GB: {bound}{largest}")
+        print(
+          f"{opt:5s} remat={remat:13s} peak GB by micro batch  {peaks}  | largest in "
+          f"{sweep['budget_bytes'] / 1e9:.0f} GB: {bound}{largest}"
+        )
 
 
 def main(argv):
@@ -74,10 +83,12 @@ def main(argv):
       except ValueError as e:
         raise ValueError(str(e).replace("out_dir=", "profile=", 1)) from None
     from muon_jax import step_bench, train
+
     tcfg = step_bench.train_config(cfg)
     train.validate_config(tcfg)
     train.resolve_batching(tcfg)
   from muon_jax import results
+
   out = step_bench.run(cfg, FLAGS.out_dir)
   results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_train.json"), out)
   _print(out)

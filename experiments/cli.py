@@ -112,6 +112,7 @@ def write_results(out_dir: str, json_name: str, res: dict, figures: dict) -> str
   Prints one line per claim in res["claims"] and the JSON path; returns it.
   """
   from muon_jax import results
+
   path = os.path.join(out_dir, json_name)
   results.atomic_write_json(path, res)
   for name, fig in figures.items():

@@ -10,7 +10,6 @@ Muon - AdamW differences with CIs, claims), fig3_kinematics.png and
 fig4_surfaces.png.
 """
 
-
 from absl import flags
 
 from experiments import cli
@@ -18,12 +17,17 @@ from muon_jax import landscape_experiment as lx
 from muon_jax.figures import landscape as figures
 
 FLAGS = cli.define_flags(lx.LandscapeConfig)
-flags.DEFINE_list("run_dirs", [], "Existing run folders to draw instead of training (each "
-                  "labelled by the optimizer in its summary.json; several per optimizer are "
-                  "its seeds).")
+flags.DEFINE_list(
+  "run_dirs",
+  [],
+  "Existing run folders to draw instead of training (each "
+  "labelled by the optimizer in its summary.json; several per optimizer are "
+  "its seeds).",
+)
 flags.DEFINE_string("out_dir", "out/landscape", "Where runs, figures and landscape.json go.")
-flags.DEFINE_bool("resume", False, "Resume runs from their checkpoints; finished probes are "
-                  "not redone.")
+flags.DEFINE_bool(
+  "resume", False, "Resume runs from their checkpoints; finished probes are not redone."
+)
 
 
 def main(argv):

@@ -20,8 +20,13 @@ from muon_jax import reproduce  # noqa: E402
 flags.DEFINE_enum("scale", "cpu", list(reproduce.SCALES), "Which configs to run.")
 flags.DEFINE_string("out_dir", "out/reproduce", "Report folder.")
 flags.DEFINE_bool("resume", False, "Reuse finished experiments and units in out_dir.")
-flags.DEFINE_list("only", [], "Run only these experiments (default all: "
-                  + ",".join(e.name for e in reproduce.EXPERIMENTS) + ").")
+flags.DEFINE_list(
+  "only",
+  [],
+  "Run only these experiments (default all: "
+  + ",".join(e.name for e in reproduce.EXPERIMENTS)
+  + ").",
+)
 FLAGS = flags.FLAGS
 
 
@@ -31,11 +36,14 @@ def main(argv):
     cli.check_out_dir(FLAGS.out_dir)
     reproduce.check(FLAGS.scale, tuple(FLAGS.only))
   command = ["python", "-m", "experiments.reproduce", *sys.argv[1:]]
-  summary = reproduce.run_all(FLAGS.scale, FLAGS.out_dir, argv=command, resume=FLAGS.resume,
-                              only=tuple(FLAGS.only))
+  summary = reproduce.run_all(
+    FLAGS.scale, FLAGS.out_dir, argv=command, resume=FLAGS.resume, only=tuple(FLAGS.only)
+  )
   rows = [c for e in summary["experiments"].values() for c in e["claims"]]
-  print(f"{len(rows)} claims, {sum(c['reproduces'] is True for c in rows)} reproduce; "
-        f"wrote {os.path.join(FLAGS.out_dir, reproduce.REPORT_NAME)}")
+  print(
+    f"{len(rows)} claims, {sum(c['reproduces'] is True for c in rows)} reproduce; "
+    f"wrote {os.path.join(FLAGS.out_dir, reproduce.REPORT_NAME)}"
+  )
 
 
 if __name__ == "__main__":

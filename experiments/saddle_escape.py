@@ -22,8 +22,11 @@ from muon_jax import saddle
 
 FLAGS = cli.define_flags(saddle.SaddleConfig)
 flags.DEFINE_string("out_dir", "out/saddle_escape", "Output folder.")
-flags.DEFINE_bool("resume", False, "Reuse the cells of saddle_escape.json in --out_dir "
-                  "(written with the same settings).")
+flags.DEFINE_bool(
+  "resume",
+  False,
+  "Reuse the cells of saddle_escape.json in --out_dir (written with the same settings).",
+)
 
 RESULT = "saddle_escape.json"
 TIMING = "saddle_escape_timing.json"
@@ -32,6 +35,7 @@ TIMING = "saddle_escape_timing.json"
 def main(argv):
   from muon_jax import results
   from muon_jax.figures import saddle as saddle_figures
+
   path = os.path.join(FLAGS.out_dir, RESULT)
   with cli.flag_errors():
     if argv[1:]:
@@ -47,8 +51,9 @@ def main(argv):
   doc = saddle.run(cfg, checkpoint=path, resume=FLAGS.resume)
   doc["claims"] = saddle.claims(doc)
   cli.write_results(FLAGS.out_dir, RESULT, doc, saddle_figures.figures(doc))
-  results.atomic_write_json(os.path.join(FLAGS.out_dir, TIMING),
-                            {"total_seconds": round(time.perf_counter() - start, 2)})
+  results.atomic_write_json(
+    os.path.join(FLAGS.out_dir, TIMING), {"total_seconds": round(time.perf_counter() - start, 2)}
+  )
 
 
 if __name__ == "__main__":

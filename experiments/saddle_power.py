@@ -25,6 +25,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   from muon_jax import metrics, results, saddle
+
   with cli.flag_errors():
     if argv[1:]:
       raise ValueError(f"unexpected arguments {argv[1:]}")
@@ -51,18 +52,44 @@ def main(argv):
           if side == "largest" and m == len(ns):
             continue
           sub = [c for c in cells if c["seed"] < k and c["n"] in picked]
-          fit = metrics.censored_exponent([c["D"] for c in sub], [c[f"tau_{crit}"] for c in sub],
-                                          [c[f"hit_{crit}"] for c in sub], n_boot=FLAGS.n_boot)
+          fit = metrics.censored_exponent(
+            [c["D"] for c in sub],
+            [c[f"tau_{crit}"] for c in sub],
+            [c[f"hit_{crit}"] for c in sub],
+            n_boot=FLAGS.n_boot,
+          )
           lo, hi = fit["ci"]
-          row = {**dict(zip(saddle.GROUP_KEYS, key)), "seeds": k, "n_values": picked,
-                 "exponent": fit["exponent"], "ci": [lo, hi], "width": hi - lo,
-                 "verdict": metrics.exponent_verdict(lo, hi)}
+          row = {
+            **dict(zip(saddle.GROUP_KEYS, key)),
+            "seeds": k,
+            "n_values": picked,
+            "exponent": fit["exponent"],
+            "ci": [lo, hi],
+            "width": hi - lo,
+            "verdict": metrics.exponent_verdict(lo, hi),
+          }
           rows.append(row)
-          logging.info("%s k=%d n=%s: %+.3f [%+.3f, %+.3f] width %.3f %s", key, k, picked,
-                       fit["exponent"], lo, hi, hi - lo, row["verdict"])
+          logging.info(
+            "%s k=%d n=%s: %+.3f [%+.3f, %+.3f] width %.3f %s",
+            key,
+            k,
+            picked,
+            fit["exponent"],
+            lo,
+            hi,
+            hi - lo,
+            row["verdict"],
+          )
   out = os.path.join(os.path.dirname(FLAGS.results), "saddle_power.json")
-  results.atomic_write_json(out, {"criterion": crit, "source": FLAGS.results,
-                                  "delta": metrics.DIMENSION_FREE_DELTA, "rows": rows})
+  results.atomic_write_json(
+    out,
+    {
+      "criterion": crit,
+      "source": FLAGS.results,
+      "delta": metrics.DIMENSION_FREE_DELTA,
+      "rows": rows,
+    },
+  )
   logging.info("wrote %s (%d rows)", out, len(rows))
 
 

@@ -50,8 +50,9 @@ def main(argv):
     cli.check_out_dir(cfg.out_dir)
     train.initialize_distributed(cfg)
     summary = train.train(cfg)
-  logging.info("done: %s, final loss %s, out_dir %s", summary["status"], summary["final_loss"],
-               cfg.out_dir)
+  logging.info(
+    "done: %s, final loss %s, out_dir %s", summary["status"], summary["final_loss"], cfg.out_dir
+  )
   if summary["status"] == "preempted":
     raise SystemExit(train.EXIT_PREEMPTED)
   if summary["status"] != "ok":

@@ -5,20 +5,28 @@
 """
 
 from muon_jax.transform import (
-    MuonDimensionNumbers,
-    ScaleByMuonState,
-    describe_routing,
-    is_hidden_matrix,
-    muon,
-    muon_labels,
-    muon_with_adamw,
-    scale_by_muon,
+  MuonDimensionNumbers,
+  ScaleByMuonState,
+  describe_routing,
+  is_hidden_matrix,
+  muon,
+  muon_labels,
+  muon_with_adamw,
+  scale_by_muon,
 )
 from muon_jax.newton_schulz import orthogonalize, polar_svd, resolve_coeffs
 
 __all__ = [
-    "MuonDimensionNumbers", "ScaleByMuonState", "describe_routing", "is_hidden_matrix", "muon",
-    "muon_labels", "muon_with_adamw", "orthogonalize", "polar_svd", "resolve_coeffs",
-    "scale_by_muon",
+  "MuonDimensionNumbers",
+  "ScaleByMuonState",
+  "describe_routing",
+  "is_hidden_matrix",
+  "muon",
+  "muon_labels",
+  "muon_with_adamw",
+  "orthogonalize",
+  "polar_svd",
+  "resolve_coeffs",
+  "scale_by_muon",
 ]
 __version__ = "0.1.0"

@@ -36,8 +36,12 @@ from muon_jax import newton_schulz as ns
 from muon_jax import transform as core
 
 __all__ = [
-    "MuonDimensionNumbers", "MuonState", "muon", "orthogonalize_via_newton_schulz",
-    "scale_by_muon", "scale_by_shape",
+  "MuonDimensionNumbers",
+  "MuonState",
+  "muon",
+  "orthogonalize_via_newton_schulz",
+  "scale_by_muon",
+  "scale_by_shape",
 ]
 
 MuonDimensionNumbers = core.MuonDimensionNumbers
@@ -62,12 +66,12 @@ def _steps(ns_coeffs, ns_steps):
 
 
 def orthogonalize_via_newton_schulz(
-    x: jax.Array,
-    ns_coeffs: jax.Array,
-    ns_steps: jax.typing.ArrayLike = 5,
-    preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
-    eps: jax.typing.ArrayLike = 1e-8,
-    dimension_numbers: MuonDimensionNumbers | None = None,
+  x: jax.Array,
+  ns_coeffs: jax.Array,
+  ns_steps: jax.typing.ArrayLike = 5,
+  preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
+  eps: jax.typing.ArrayLike = 1e-8,
+  dimension_numbers: MuonDimensionNumbers | None = None,
 ) -> jax.Array:
   """Orthogonalize via Newton–Schulz iteration (optax.contrib's function).
 
@@ -85,20 +89,28 @@ def orthogonalize_via_newton_schulz(
   """
   if x.ndim != 2 and not core.is_dimension_numbers(dimension_numbers):
     raise ValueError(
-        "Input must have shape (m, n) or weight dimension numbers must be"
-        f" provided. Got shape={x.shape} and {dimension_numbers=}.")
+      "Input must have shape (m, n) or weight dimension numbers must be"
+      f" provided. Got shape={x.shape} and {dimension_numbers=}."
+    )
   if x.ndim == 2:
     dimension_numbers = MuonDimensionNumbers(reduction_axis=0, output_axis=1)
   ns_coeffs = jnp.asarray(ns_coeffs)
   if ns_coeffs.ndim > 2 or ns_coeffs.shape[-1] != 3:
-    raise ValueError("Newton-Schulz coefficients must have shape (3,) or"
-                     f" (n, 3), got {ns_coeffs.shape}")
+    raise ValueError(
+      f"Newton-Schulz coefficients must have shape (3,) or (n, 3), got {ns_coeffs.shape}"
+    )
   if preconditioning not in _PRECONDITIONINGS:
     raise ValueError(f"Unknown preconditioning {preconditioning}")
   matrices, restore = core.to_matrices(x, dimension_numbers)
-  return restore(ns.orthogonalize(matrices, coeffs=ns_coeffs, steps=_steps(ns_coeffs, ns_steps),
-                                  eps=_ns_eps(preconditioning, eps),
-                                  preconditioning=preconditioning))
+  return restore(
+    ns.orthogonalize(
+      matrices,
+      coeffs=ns_coeffs,
+      steps=_steps(ns_coeffs, ns_steps),
+      eps=_ns_eps(preconditioning, eps),
+      preconditioning=preconditioning,
+    )
+  )
 
 
 def _resolve(weight_dimension_numbers, updates):
@@ -109,8 +121,8 @@ def _resolve(weight_dimension_numbers, updates):
 
 
 def scale_by_shape(
-    weight_dimension_numbers: WeightDimNumOrFn | None = None,
-    consistent_rms: jax.typing.ArrayLike | None = None,
+  weight_dimension_numbers: WeightDimNumOrFn | None = None,
+  consistent_rms: jax.typing.ArrayLike | None = None,
 ) -> optax.GradientTransformation:
   """Scale updates by factors derived from parameter shape (optax.contrib's).
 
@@ -123,6 +135,7 @@ def scale_by_shape(
   Returns:
     A stateless `GradientTransformation`.
   """
+
   def update_fn(updates, state, params=None):
     del params
     dims = core.leaf_dimension_numbers(_resolve(weight_dimension_numbers, updates), updates)
@@ -137,18 +150,19 @@ def scale_by_shape(
 
 
 def scale_by_muon(
-    ns_coeffs: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike]
-    | tuple[tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike], ...]
-    = _DEFAULT_NS_COEFFS,
-    ns_steps: jax.typing.ArrayLike = 5,
-    beta: jax.typing.ArrayLike = 0.95,
-    eps: jax.typing.ArrayLike = 1e-8,
-    mu_dtype: jax.typing.DTypeLike | None = None,
-    *,
-    nesterov: bool = True,
-    adaptive: bool = False,
-    preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
-    weight_dimension_numbers: WeightDimNumOrFn | None = None,
+  ns_coeffs: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike]
+  | tuple[
+    tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike], ...
+  ] = _DEFAULT_NS_COEFFS,
+  ns_steps: jax.typing.ArrayLike = 5,
+  beta: jax.typing.ArrayLike = 0.95,
+  eps: jax.typing.ArrayLike = 1e-8,
+  mu_dtype: jax.typing.DTypeLike | None = None,
+  *,
+  nesterov: bool = True,
+  adaptive: bool = False,
+  preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
+  weight_dimension_numbers: WeightDimNumOrFn | None = None,
 ) -> optax.GradientTransformation:
   """Rescale updates according to the Muon algorithm (optax.contrib's).
 
@@ -176,6 +190,7 @@ def scale_by_muon(
     Bernstein & Newhouse, `Old Optimizer, New Norm: An Anthology
     <https://arxiv.org/abs/2409.20325>`_, 2024.
   """
+
   def init_fn(params):
     mu = optax.tree.zeros_like(params, dtype=mu_dtype)
     ns_coeffs_ = jnp.asarray(ns_coeffs)
@@ -193,14 +208,19 @@ def scale_by_muon(
     for leaf, d in zip(jax.tree.leaves(updates), core.leaf_dimension_numbers(dims, updates)):
       if d is None and jnp.ndim(leaf) != 2:
         raise ValueError(
-            "Input must have shape (m, n) or weight dimension numbers must be"
-            f" provided. Got shape={jnp.shape(leaf)} and dimension_numbers=None.")
+          "Input must have shape (m, n) or weight dimension numbers must be"
+          f" provided. Got shape={jnp.shape(leaf)} and dimension_numbers=None."
+        )
     count_inc = optax.safe_increment(state.count)
     mu, mu_hat = core.momentum_direction(updates, state.mu, count_inc, beta, nesterov, "optax")
     ortho = core.orthogonalize_tree(
-        mu_hat, coeffs=state.ns_coeffs, steps=_steps(state.ns_coeffs, ns_steps),
-        eps=_ns_eps(preconditioning, eps), preconditioning=preconditioning,
-        dimension_numbers=dims)
+      mu_hat,
+      coeffs=state.ns_coeffs,
+      steps=_steps(state.ns_coeffs, ns_steps),
+      eps=_ns_eps(preconditioning, eps),
+      preconditioning=preconditioning,
+      dimension_numbers=dims,
+    )
     if adaptive:
       ortho = core.dual_norm_scale(mu_hat, ortho)
     mu = optax.tree.cast(mu, mu_dtype)
@@ -210,27 +230,27 @@ def scale_by_muon(
 
 
 def muon(
-    learning_rate: optax.ScalarOrSchedule,
-    ns_coeffs: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike]
-    | tuple[tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike], ...]
-    | str = _DEFAULT_NS_COEFFS,
-    ns_steps: jax.typing.ArrayLike = 5,
-    beta: jax.typing.ArrayLike = 0.95,
-    eps: jax.typing.ArrayLike = 1e-8,
-    weight_decay: jax.typing.ArrayLike = 0.0,
-    weight_decay_mask: Any | Callable[[optax.Params], Any] | None = None,
-    mu_dtype: jax.typing.DTypeLike | None = None,
-    *,
-    nesterov: bool = True,
-    adaptive: bool = False,
-    preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
-    adam_b1: jax.typing.ArrayLike = 0.9,
-    adam_b2: jax.typing.ArrayLike = 0.999,
-    adam_eps_root: jax.typing.ArrayLike = 0.0,
-    adam_weight_decay: jax.typing.ArrayLike = 0.0,
-    adam_learning_rate: optax.ScalarOrSchedule | None = None,
-    muon_weight_dimension_numbers: WeightDimNumOrFn | None = None,
-    consistent_rms: jax.typing.ArrayLike | None = None,
+  learning_rate: optax.ScalarOrSchedule,
+  ns_coeffs: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike]
+  | tuple[tuple[jax.typing.ArrayLike, jax.typing.ArrayLike, jax.typing.ArrayLike], ...]
+  | str = _DEFAULT_NS_COEFFS,
+  ns_steps: jax.typing.ArrayLike = 5,
+  beta: jax.typing.ArrayLike = 0.95,
+  eps: jax.typing.ArrayLike = 1e-8,
+  weight_decay: jax.typing.ArrayLike = 0.0,
+  weight_decay_mask: Any | Callable[[optax.Params], Any] | None = None,
+  mu_dtype: jax.typing.DTypeLike | None = None,
+  *,
+  nesterov: bool = True,
+  adaptive: bool = False,
+  preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
+  adam_b1: jax.typing.ArrayLike = 0.9,
+  adam_b2: jax.typing.ArrayLike = 0.999,
+  adam_eps_root: jax.typing.ArrayLike = 0.0,
+  adam_weight_decay: jax.typing.ArrayLike = 0.0,
+  adam_learning_rate: optax.ScalarOrSchedule | None = None,
+  muon_weight_dimension_numbers: WeightDimNumOrFn | None = None,
+  consistent_rms: jax.typing.ArrayLike | None = None,
 ) -> optax.GradientTransformation:
   """Muon on 2-D leaves (or those given dimension numbers), AdamW on the rest.
 
@@ -266,16 +286,19 @@ def muon(
   is_spec = lambda x: x is None or core.is_dimension_numbers(x)
   dimension_numbers = muon_weight_dimension_numbers
   if dimension_numbers is None:
-    param_labels = lambda params: jax.tree.map(
-        lambda x: "muon" if x.ndim == 2 else "adam", params)
+    param_labels = lambda params: jax.tree.map(lambda x: "muon" if x.ndim == 2 else "adam", params)
     dimension_numbers = MuonDimensionNumbers()
   else:
+
     def param_labels(params):
       spec = _resolve(dimension_numbers, params)
       # Dimension numbers first: they may be a prefix of the params.
       return jax.tree.map(
-          lambda d, sub: jax.tree.map(lambda _: "muon" if d is not None else "adam", sub),
-          spec, params, is_leaf=is_spec)
+        lambda d, sub: jax.tree.map(lambda _: "muon" if d is not None else "adam", sub),
+        spec,
+        params,
+        is_leaf=is_spec,
+      )
 
   def muon_dimension_numbers(params):
     # One entry per Muon leaf, MaskedNode elsewhere: the shape of the masked
@@ -283,24 +306,42 @@ def muon(
     spec = _resolve(dimension_numbers, params)
     mask = jax.tree.map(lambda label: label == "muon", param_labels(params))
     return jax.tree.map(
-        lambda d, submask: jax.tree.map(lambda m: d if m else optax.MaskedNode(), submask),
-        spec, mask, is_leaf=lambda x: is_spec(x) or isinstance(x, optax.MaskedNode))
+      lambda d, submask: jax.tree.map(lambda m: d if m else optax.MaskedNode(), submask),
+      spec,
+      mask,
+      is_leaf=lambda x: is_spec(x) or isinstance(x, optax.MaskedNode),
+    )
 
   return optax.partition(
-      transforms={
-          "muon": optax.chain(
-              scale_by_muon(ns_coeffs=ns_coeffs, ns_steps=ns_steps, beta=beta, eps=eps,
-                            mu_dtype=mu_dtype, nesterov=nesterov, adaptive=adaptive,
-                            preconditioning=preconditioning,
-                            weight_dimension_numbers=muon_dimension_numbers),
-              scale_by_shape(weight_dimension_numbers=muon_dimension_numbers,
-                             consistent_rms=consistent_rms),
-              optax.add_decayed_weights(weight_decay, weight_decay_mask),
-              optax.scale_by_learning_rate(learning_rate),
-          ),
-          "adam": optax.adamw(learning_rate=adam_learning_rate, b1=adam_b1, b2=adam_b2,
-                              eps=eps, eps_root=adam_eps_root, weight_decay=adam_weight_decay,
-                              mu_dtype=mu_dtype, nesterov=nesterov),
-      },
-      param_labels=param_labels,
+    transforms={
+      "muon": optax.chain(
+        scale_by_muon(
+          ns_coeffs=ns_coeffs,
+          ns_steps=ns_steps,
+          beta=beta,
+          eps=eps,
+          mu_dtype=mu_dtype,
+          nesterov=nesterov,
+          adaptive=adaptive,
+          preconditioning=preconditioning,
+          weight_dimension_numbers=muon_dimension_numbers,
+        ),
+        scale_by_shape(
+          weight_dimension_numbers=muon_dimension_numbers, consistent_rms=consistent_rms
+        ),
+        optax.add_decayed_weights(weight_decay, weight_decay_mask),
+        optax.scale_by_learning_rate(learning_rate),
+      ),
+      "adam": optax.adamw(
+        learning_rate=adam_learning_rate,
+        b1=adam_b1,
+        b2=adam_b2,
+        eps=eps,
+        eps_root=adam_eps_root,
+        weight_decay=adam_weight_decay,
+        mu_dtype=mu_dtype,
+        nesterov=nesterov,
+      ),
+    },
+    param_labels=param_labels,
   )

@@ -21,9 +21,18 @@ from typing import Any
 _META = "muon_jax"
 
 
-def field(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, high_open: bool = False, choices: Sequence[str] | None = None,
-          nonempty: bool = True, unique: bool = True):
+def field(
+  default: Any,
+  doc: str,
+  *,
+  low: float | None = None,
+  high: float | None = None,
+  low_open: bool = False,
+  high_open: bool = False,
+  choices: Sequence[str] | None = None,
+  nonempty: bool = True,
+  unique: bool = True,
+):
   """A config field with a one-line doc and what values it accepts.
 
   Args:
@@ -39,9 +48,16 @@ def field(default: Any, doc: str, *, low: float | None = None, high: float | Non
   Returns:
     A `dataclasses.field` with the metadata `check` and the flag helper read.
   """
-  meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
-          "choices": tuple(choices) if choices is not None else None, "nonempty": nonempty,
-          "unique": unique}
+  meta = {
+    "doc": doc,
+    "low": low,
+    "high": high,
+    "low_open": low_open,
+    "high_open": high_open,
+    "choices": tuple(choices) if choices is not None else None,
+    "nonempty": nonempty,
+    "unique": unique,
+  }
   return dataclasses.field(default=default, metadata={_META: meta})
 
 

@@ -43,7 +43,9 @@ import numpy as np
 from muon_jax.results import atomic_write_bytes
 
 CORPUS_FORMS = "stdlib | files:PATH | hf:NAME[:CONFIG]"
-TOKENIZER_FORMS = "bytes | train:VOCAB (258 <= VOCAB <= 1048576) | PATH (tokenizer.json or SentencePiece .model)"
+TOKENIZER_FORMS = (
+  "bytes | train:VOCAB (258 <= VOCAB <= 1048576) | PATH (tokenizer.json or SentencePiece .model)"
+)
 FINEWEB_EDU = "hf:HuggingFaceFW/fineweb-edu:sample-100BT"
 TEXT_EXTENSIONS = (".txt", ".text", ".md", ".rst", ".py", ".tex", ".html", ".htm")
 _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
@@ -55,10 +57,11 @@ _STATE_VERSION = 1
 # ---------------------------------------------------------------------------
 # Specs
 
+
 @dataclasses.dataclass(frozen=True)
 class CorpusSpec:
-  kind: str            # "stdlib" | "files" | "hf"
-  path: str = ""       # files: the file or directory; hf: dataset name or local folder
+  kind: str  # "stdlib" | "files" | "hf"
+  path: str = ""  # files: the file or directory; hf: dataset name or local folder
   config: str | None = None  # hf: config name
 
 
@@ -68,14 +71,16 @@ def validate_corpus_spec(spec: str) -> CorpusSpec:
   if spec == "stdlib":
     return CorpusSpec("stdlib")
   if spec.startswith("files:"):
-    path = spec[len("files:"):]
+    path = spec[len("files:") :]
     if not path:
       raise ValueError(f"corpus={spec!r}: files: needs a path; valid forms: {CORPUS_FORMS}")
     if not os.path.exists(path):
-      raise ValueError(f"corpus={spec!r}: no such file or directory {path!r}; valid forms: {CORPUS_FORMS}")
+      raise ValueError(
+        f"corpus={spec!r}: no such file or directory {path!r}; valid forms: {CORPUS_FORMS}"
+      )
     return CorpusSpec("files", os.path.abspath(path))
   if spec.startswith("hf:"):
-    name, _, config = spec[len("hf:"):].partition(":")
+    name, _, config = spec[len("hf:") :].partition(":")
     if not name:
       raise ValueError(f"corpus={spec!r}: hf: needs a dataset name; valid forms: {CORPUS_FORMS}")
     return CorpusSpec("hf", name, config or None)
@@ -89,18 +94,24 @@ def validate_tokenizer_spec(spec: str) -> tuple[str, object]:
     return "bytes", None
   if spec.startswith("train:"):
     try:
-      vocab = int(spec[len("train:"):])
+      vocab = int(spec[len("train:") :])
     except ValueError:
-      raise ValueError(f"tokenizer={spec!r}: VOCAB must be an integer; valid forms: {TOKENIZER_FORMS}") from None
+      raise ValueError(
+        f"tokenizer={spec!r}: VOCAB must be an integer; valid forms: {TOKENIZER_FORMS}"
+      ) from None
     if not 258 <= vocab <= 1 << 20:
-      raise ValueError(f"tokenizer={spec!r}: VOCAB={vocab} out of range; valid forms: {TOKENIZER_FORMS}")
+      raise ValueError(
+        f"tokenizer={spec!r}: VOCAB={vocab} out of range; valid forms: {TOKENIZER_FORMS}"
+      )
     return "train", vocab
   path = spec
   if os.path.isdir(path):
     for name in ("tokenizer.json", "tokenizer.model"):
       if os.path.isfile(os.path.join(path, name)):
         return "path", os.path.join(path, name)
-    raise ValueError(f"tokenizer={spec!r}: folder has no tokenizer.json or tokenizer.model; valid forms: {TOKENIZER_FORMS}")
+    raise ValueError(
+      f"tokenizer={spec!r}: folder has no tokenizer.json or tokenizer.model; valid forms: {TOKENIZER_FORMS}"
+    )
   if os.path.isfile(path) and path.endswith((".json", ".model")):
     return "path", path
   reason = "not a .json/.model file" if os.path.exists(path) else "no such file"
@@ -109,6 +120,7 @@ def validate_tokenizer_spec(spec: str) -> tuple[str, object]:
 
 # ---------------------------------------------------------------------------
 # Hashing helpers (version- and platform-stable, unlike NumPy Generator streams)
+
 
 def _hash64(*parts) -> int:
   h = hashlib.blake2b(digest_size=8)
@@ -126,15 +138,16 @@ def _permutation(n: int, *salt) -> list[int]:
 
 def in_eval_split(text: str, fraction: float) -> bool:
   """Whether a document belongs to the held-out split (a keyed hash of its text)."""
-  return _hash64(b"split", text.encode("utf-8", "replace")) < fraction * 2.0 ** 64
+  return _hash64(b"split", text.encode("utf-8", "replace")) < fraction * 2.0**64
 
 
 # ---------------------------------------------------------------------------
 # Corpora
 
+
 @dataclasses.dataclass(frozen=True)
 class _Shard:
-  key: str   # stable name (relative path / shard index): salts the in-shard permutation
+  key: str  # stable name (relative path / shard index): salts the in-shard permutation
   kind: str  # "text" | "jsonl" | "parquet" | "hf"
   path: str = ""
   index: int = 0
@@ -149,6 +162,7 @@ def _text_field(obj, where: str) -> str:
 
 class _LocalSource:
   """Text files, .jsonl and .parquet files: each file is a shard."""
+
   streamed = False
 
   def __init__(self, shards: list[_Shard], fingerprint: str, description: str):
@@ -168,9 +182,12 @@ class _LocalSource:
             docs.append(_text_field(json.loads(line), f"{shard.path}:{line_no}"))
       return docs
     import pyarrow.parquet as pq
+
     table = pq.read_table(shard.path)
     if "text" not in table.column_names:
-      raise ValueError(f"{shard.path}: parquet file has no 'text' column (has {table.column_names})")
+      raise ValueError(
+        f"{shard.path}: parquet file has no 'text' column (has {table.column_names})"
+      )
     return [t or "" for t in table.column("text").to_pylist()]
 
   def iter_docs(self, shard: _Shard, start: int, order_salt) -> Iterator[tuple[int, str]]:
@@ -190,14 +207,18 @@ def stdlib_source() -> _LocalSource:
   root = os.path.dirname(os.__file__)
   shards = []
   for folder, dirs, files in os.walk(root):
-    dirs[:] = sorted(d for d in dirs if d not in _STDLIB_SKIP_DIRS and not d.startswith(("config-", ".")))
+    dirs[:] = sorted(
+      d for d in dirs if d not in _STDLIB_SKIP_DIRS and not d.startswith(("config-", "."))
+    )
     for name in sorted(files):
       if name.endswith(".py") and not name.startswith("_sysconfigdata"):
         path = os.path.join(folder, name)
         shards.append(_Shard(os.path.relpath(path, root), "text", path))
   if not shards:
     raise ValueError(f"corpus=stdlib: no .py files found under {root}")
-  fingerprint = f"stdlib:{sys.version_info[:3]}:{len(shards)}:{sum(os.path.getsize(s.path) for s in shards)}"
+  fingerprint = (
+    f"stdlib:{sys.version_info[:3]}:{len(shards)}:{sum(os.path.getsize(s.path) for s in shards)}"
+  )
   return _LocalSource(shards, fingerprint, f"stdlib ({root}, {len(shards)} files)")
 
 
@@ -220,8 +241,10 @@ def _files_source(path: str) -> _LocalSource:
           full = os.path.join(folder, name)
           files.append((os.path.relpath(full, path), full))
     if not files:
-      raise ValueError(f"corpus=files:{path}: folder holds no text ({', '.join(TEXT_EXTENSIONS)}), "
-                      ".jsonl or .parquet files")
+      raise ValueError(
+        f"corpus=files:{path}: folder holds no text ({', '.join(TEXT_EXTENSIONS)}), "
+        ".jsonl or .parquet files"
+      )
   shards = [_Shard(rel, kind_of(full), full) for rel, full in files]
   fingerprint = "files:" + ",".join(f"{rel}:{os.path.getsize(full)}" for rel, full in files)
   return _LocalSource(shards, fingerprint, f"files:{path} ({len(shards)} files)")
@@ -229,18 +252,23 @@ def _files_source(path: str) -> _LocalSource:
 
 class _HFSource:
   """A HF `datasets` streaming dataset (split "train"); each data file is a shard."""
+
   streamed = True
 
   def __init__(self, name: str, config: str | None):
     try:
       import datasets
     except ImportError:
-      raise ValueError("corpus=hf:... needs the `data` extra: pip install 'muon_jax[data]'") from None
+      raise ValueError(
+        "corpus=hf:... needs the `data` extra: pip install 'muon_jax[data]'"
+      ) from None
     try:
       ds = datasets.load_dataset(name, config, split="train", streaming=True)
     except Exception as e:  # the error types vary by datasets version / backend
-      raise ValueError(f"corpus=hf:{name}{':' + config if config else ''}: could not open the dataset "
-                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+      raise ValueError(
+        f"corpus=hf:{name}{':' + config if config else ''}: could not open the dataset "
+        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+      ) from None
     if ds.column_names is not None and "text" not in ds.column_names:
       raise ValueError(f"corpus=hf:{name}: dataset has no 'text' column (has {ds.column_names})")
     if ds.column_names is not None and len(ds.column_names) > 1:
@@ -294,7 +322,9 @@ class _DocStream:
     perm = _permutation(len(self.shard_ids), self.seed, self.split, epoch, "shards")
     return [self.shard_ids[i] for i in perm]
 
-  def texts(self, epoch: int = 0, shard_pos: int = 0, doc: int = 0) -> Iterator[tuple[tuple[int, int, int], str]]:
+  def texts(
+    self, epoch: int = 0, shard_pos: int = 0, doc: int = 0
+  ) -> Iterator[tuple[tuple[int, int, int], str]]:
     """Yields ((epoch, shard_pos, doc), text) for every kept document from the position on."""
     while True:
       full_epoch, produced = shard_pos == 0 and doc == 0, False
@@ -314,8 +344,10 @@ class _DocStream:
 # ---------------------------------------------------------------------------
 # Tokenizers
 
+
 class ByteTokenizer:
   """UTF-8 bytes 0..255 plus EOS = 256 (vocab 257)."""
+
   name = "bytes"
   vocab_size = 257
   eos_id = 256
@@ -343,7 +375,10 @@ class HFTokenizer:
     self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
 
   def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-    return [np.asarray(e.ids, np.int32) for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+    return [
+      np.asarray(e.ids, np.int32)
+      for e in self.tok.encode_batch(list(texts), add_special_tokens=False)
+    ]
 
   def decode(self, ids) -> str:
     ids = [int(i) for i in ids if int(i) != self.eos_id]
@@ -355,6 +390,7 @@ class SentencePieceTokenizer:
 
   def __init__(self, path: str):
     import sentencepiece as spm
+
     self.sp = spm.SentencePieceProcessor(model_file=path)
     self.name = path
     n = self.sp.get_piece_size()
@@ -369,21 +405,25 @@ class SentencePieceTokenizer:
 
 
 def _default_cache_dir() -> str:
-  return os.environ.get("MUON_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "muon_jax")
+  return os.environ.get("MUON_JAX_CACHE") or os.path.join(
+    os.path.expanduser("~"), ".cache", "muon_jax"
+  )
 
 
 def tokenizer_sample(stream: _DocStream, max_chars: int) -> list[str]:
   """The first `max_chars` characters of the stream's order (the last document cut)."""
   texts, total = [], 0
   for _, text in stream.texts():
-    texts.append(text[:max_chars - total])
+    texts.append(text[: max_chars - total])
     total += len(texts[-1])
     if total >= max_chars:
       break
   return texts
 
 
-def corpus_sample(corpus: str = "stdlib", max_chars: int = 4_000_000, *, eval_fraction: float = 0.02) -> list[str]:
+def corpus_sample(
+  corpus: str = "stdlib", max_chars: int = 4_000_000, *, eval_fraction: float = 0.02
+) -> list[str]:
   """The bounded train-split text sample that "train:VOCAB" tokenizers are trained on."""
   stream = _DocStream(_make_source(validate_corpus_spec(corpus)), "train", 0, eval_fraction, corpus)
   return tokenizer_sample(stream, max_chars)
@@ -392,11 +432,16 @@ def corpus_sample(corpus: str = "stdlib", max_chars: int = 4_000_000, *, eval_fr
 def train_bpe(texts: Sequence[str], vocab_size: int):
   """Byte-level BPE (GPT-2 style pre-tokenizer, lossless) with "<eos>" as id 0."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<eos>"], show_progress=False,
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  trainer = trainers.BpeTrainer(
+    vocab_size=vocab_size,
+    special_tokens=["<eos>"],
+    show_progress=False,
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+  )
   tok.train_from_iterator(texts, trainer=trainer)
   return tok
 
@@ -408,14 +453,24 @@ def train_sentencepiece(texts: Sequence[str], vocab_size: int, model_path: str) 
   tokenizer form (a local .model) in tests and the data benchmark.
   """
   import sentencepiece as spm
+
   if not model_path.endswith(".model"):
     raise ValueError(f"model_path must end in .model, got {model_path!r}")
   lines = [line for t in texts for line in t.splitlines() if line.strip()]
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(lines), model_prefix=model_path[:-len(".model")], vocab_size=vocab_size,
-      model_type="bpe", byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=False,
-      remove_extra_whitespaces=False, split_digits=True, max_sentence_length=1 << 16,
-      num_threads=os.cpu_count() or 1, minloglevel=2)
+    sentence_iterator=iter(lines),
+    model_prefix=model_path[: -len(".model")],
+    vocab_size=vocab_size,
+    model_type="bpe",
+    byte_fallback=True,
+    normalization_rule_name="identity",
+    add_dummy_prefix=False,
+    remove_extra_whitespaces=False,
+    split_digits=True,
+    max_sentence_length=1 << 16,
+    num_threads=os.cpu_count() or 1,
+    minloglevel=2,
+  )
   return model_path
 
 
@@ -426,13 +481,17 @@ def _make_tokenizer(kind: str, arg, stream: _DocStream, cache_dir: str | None, s
     if arg.endswith(".model"):
       return SentencePieceTokenizer(arg)
     from tokenizers import Tokenizer
+
     try:
       return HFTokenizer(Tokenizer.from_file(arg), arg)
     except Exception as e:
       raise ValueError(f"tokenizer={arg!r}: not a tokenizers JSON file ({e})") from None
   # "train:VOCAB": cached on disk, keyed by the corpus contents fingerprint and the recipe.
   from tokenizers import Tokenizer
-  key = _hash64(_TOKENIZER_FORMAT, stream.source.fingerprint, arg, sample_chars, stream.doc_fraction)
+
+  key = _hash64(
+    _TOKENIZER_FORMAT, stream.source.fingerprint, arg, sample_chars, stream.doc_fraction
+  )
   path = os.path.join(cache_dir or _default_cache_dir(), "tokenizers", f"bpe{arg}-{key:016x}.json")
   if os.path.exists(path):
     tok = Tokenizer.from_file(path)
@@ -447,6 +506,7 @@ def _make_tokenizer(kind: str, arg, stream: _DocStream, cache_dir: str | None, s
 # ---------------------------------------------------------------------------
 # Packing
 
+
 class PackedBatches:
   """Iterator of packed (batch_size, seq_len + 1) int32 token arrays.
 
@@ -457,8 +517,17 @@ class PackedBatches:
   (plus the identity of the stream, checked by `set_state`).
   """
 
-  def __init__(self, stream: _DocStream, tokenizer, *, seq_len: int, batch_size: int,
-               tokenizer_spec: str, encode_chunk: int = 64, prefetch: int = 0):
+  def __init__(
+    self,
+    stream: _DocStream,
+    tokenizer,
+    *,
+    seq_len: int,
+    batch_size: int,
+    tokenizer_spec: str,
+    encode_chunk: int = 64,
+    prefetch: int = 0,
+  ):
     self._prefetch = prefetch
     self._worker = None
     self._stream = stream
@@ -467,8 +536,12 @@ class PackedBatches:
     self.batch_size = batch_size
     self.vocab_size = int(tokenizer.vocab_size)
     self.eos_id = int(tokenizer.eos_id)
-    self._identity = {"corpus": stream.corpus, "tokenizer": tokenizer_spec, "seed": stream.seed,
-                      "split": stream.split}
+    self._identity = {
+      "corpus": stream.corpus,
+      "tokenizer": tokenizer_spec,
+      "seed": stream.seed,
+      "split": stream.split,
+    }
     self._encode_chunk = encode_chunk
     self.set_state({"epoch": 0, "shard": 0, "doc": 0, "token": 0, **self._identity})
 
@@ -479,8 +552,10 @@ class PackedBatches:
 
   @property
   def description(self) -> str:
-    return (f"{self._stream.source.description}, split={self._stream.split}, tokenizer="
-            f"{self._identity['tokenizer']} (vocab {self.vocab_size}, eos {self.eos_id})")
+    return (
+      f"{self._stream.source.description}, split={self._stream.split}, tokenizer="
+      f"{self._identity['tokenizer']} (vocab {self.vocab_size}, eos {self.eos_id})"
+    )
 
   def _docs(self, epoch, shard, doc) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
     """Tokenized documents (with trailing EOS), encoded a chunk at a time."""
@@ -497,8 +572,14 @@ class PackedBatches:
 
   def _position(self) -> dict:
     epoch, shard, doc = self._pos
-    return {"version": _STATE_VERSION, **self._identity, "epoch": epoch, "shard": shard, "doc": doc,
-            "token": self._offset}
+    return {
+      "version": _STATE_VERSION,
+      **self._identity,
+      "epoch": epoch,
+      "shard": shard,
+      "doc": doc,
+      "token": self._offset,
+    }
 
   def get_state(self) -> dict:
     """JSON-serializable position after the last batch returned by next()."""
@@ -519,6 +600,7 @@ class PackedBatches:
     """Stops the prefetch thread (if any); the next next() restarts it from get_state()."""
     if self._worker is not None:
       import queue
+
       thread, stop, out = self._worker
       stop.set()
       while thread.is_alive():  # unblock a pending put
@@ -550,6 +632,7 @@ class PackedBatches:
     """Background producer: tokenization (which releases the GIL) overlaps the training step."""
     import queue
     import threading
+
     stop, out = threading.Event(), queue.Queue(maxsize=self._prefetch)
 
     def work():
@@ -574,16 +657,25 @@ class PackedBatches:
         self._pos, self._cur = next(self._gen)
         self._offset = 0
       take = min(need, len(self._cur) - self._offset)
-      parts.append(self._cur[self._offset:self._offset + take])
+      parts.append(self._cur[self._offset : self._offset + take])
       self._offset += take
       need -= take
     return np.concatenate(parts).reshape(self.batch_size, self.seq_len + 1)
 
 
-def build_pipeline(corpus: str = "stdlib", tokenizer: str = "bytes", *, seq_len: int, batch_size: int,
-                   seed: int, split: str = "train", cache_dir: str | None = None,
-                   eval_fraction: float = 0.02, tokenizer_sample_chars: int = 4_000_000,
-                   prefetch: int = 0) -> PackedBatches:
+def build_pipeline(
+  corpus: str = "stdlib",
+  tokenizer: str = "bytes",
+  *,
+  seq_len: int,
+  batch_size: int,
+  seed: int,
+  split: str = "train",
+  cache_dir: str | None = None,
+  eval_fraction: float = 0.02,
+  tokenizer_sample_chars: int = 4_000_000,
+  prefetch: int = 0,
+) -> PackedBatches:
   """Corpus + tokenizer + packing -> `PackedBatches` (see module docstring).
 
   Args:
@@ -611,5 +703,11 @@ def build_pipeline(corpus: str = "stdlib", tokenizer: str = "bytes", *, seq_len:
   tok_kind, tok_arg = validate_tokenizer_spec(tokenizer)
   stream = _DocStream(_make_source(spec), split, int(seed), eval_fraction, str(corpus).strip())
   tok = _make_tokenizer(tok_kind, tok_arg, stream, cache_dir, tokenizer_sample_chars)
-  return PackedBatches(stream, tok, seq_len=int(seq_len), batch_size=int(batch_size),
-                       tokenizer_spec=str(tokenizer).strip(), prefetch=int(prefetch))
+  return PackedBatches(
+    stream,
+    tok,
+    seq_len=int(seq_len),
+    batch_size=int(batch_size),
+    tokenizer_spec=str(tokenizer).strip(),
+    prefetch=int(prefetch),
+  )

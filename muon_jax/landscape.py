@@ -65,6 +65,7 @@ class ProbeConfig:
   0-based index 9). When `bulk_index` exceeds min(m, n) the middle of the
   spectrum, min(m, n) // 2 + 1, is used instead and logged.
   """
+
   path: str = field("layers/9/mlp/down_proj", "target 2-D parameter (0-based layer index)")
   grad_batches: int = field(50, "batches averaged for the exact gradient", low=1)
   eval_batches: int = field(10, "fixed batches averaged at each grid point", low=1)
@@ -72,8 +73,7 @@ class ProbeConfig:
   grid: int = field(41, "grid points per axis", low=3)
   alpha_range: tuple[float, ...] = field((-1.0, 1.0), "spike-axis range low,high")
   beta_range: tuple[float, ...] = field((-1.0, 1.0), "bulk-axis range low,high")
-  normalization: str = field("unit", "direction scale (see the module doc)",
-                             choices=NORMALIZATIONS)
+  normalization: str = field("unit", "direction scale (see the module doc)", choices=NORMALIZATIONS)
   chunk: int = field(8, "grid points vmapped together on each device per call", low=1)
   save_arrays: bool = field(True, "keep the gradient and covariance matrices (.npz)")
 
@@ -98,20 +98,21 @@ def validate_probe_config(cfg: ProbeConfig) -> None:
   for name in ("alpha_range", "beta_range"):
     bounds = tuple(getattr(cfg, name))
     if len(bounds) != 2 or not (np.all(np.isfinite(bounds)) and bounds[0] < bounds[1]):
-      raise ValueError(f"{name}={','.join(map(str, bounds))} must be two finite numbers "
-                       "low,high with low < high")
+      raise ValueError(
+        f"{name}={','.join(map(str, bounds))} must be two finite numbers low,high with low < high"
+      )
   if not cfg.path.strip("/"):
     raise ValueError("path must name a 2-D parameter, got an empty path")
 
 
 def _display(path: str) -> str:
   """'layers/0/kernel/value' -> 'layers/0/kernel' (NNX Variable leaves end in /value)."""
-  return path[:-len("/value")] if path.endswith("/value") else path
+  return path[: -len("/value")] if path.endswith("/value") else path
 
 
 def _matches(path: str, query: str) -> bool:
   parts, want = path.split("/"), [q for q in query.strip("/").split("/") if q]
-  return any(parts[i:i + len(want)] == want for i in range(len(parts) - len(want) + 1))
+  return any(parts[i : i + len(want)] == want for i in range(len(parts) - len(want) + 1))
 
 
 def resolve_target(model: nnx.Module, path: str) -> tuple[int, str, tuple[int, int]]:
@@ -121,8 +122,11 @@ def resolve_target(model: nnx.Module, path: str) -> tuple[int, str, tuple[int, i
   parameter with both dimensions >= 2 matches `path`.
   """
   flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
-  valid = [(i, _display(jax.tree_util.keystr(p, simple=True, separator="/")), tuple(x.shape))
-           for i, (p, x) in enumerate(flat) if len(x.shape) == 2 and min(x.shape) >= 2]
+  valid = [
+    (i, _display(jax.tree_util.keystr(p, simple=True, separator="/")), tuple(x.shape))
+    for i, (p, x) in enumerate(flat)
+    if len(x.shape) == 2 and min(x.shape) >= 2
+  ]
   hits = [v for v in valid if _matches(v[1], path)]
   if len(hits) != 1:
     listing = ", ".join(f"{p} {list(s)}" for _, p, s in valid) or "none"
@@ -140,19 +144,24 @@ def check_probe(model: nnx.Module, cfg: ProbeConfig) -> None:
 
 def grid_axes(cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
   """alpha and beta axes (linspace; values within 1e-12 of 0 snapped to 0)."""
+
   def axis(lo, hi):
     a = np.linspace(lo, hi, cfg.grid)
     a[np.abs(a) < 1e-12] = 0.0
     return a
+
   return axis(*cfg.alpha_range), axis(*cfg.beta_range)
 
 
-def singular_direction(u_M: np.ndarray, v_N: np.ndarray, w0_MxN: np.ndarray,
-                       normalization: str) -> np.ndarray:
+def singular_direction(
+  u_M: np.ndarray, v_N: np.ndarray, w0_MxN: np.ndarray, normalization: str
+) -> np.ndarray:
   """c * u v^T with the scale c of `normalization` (paper eq. (8)-(9))."""
-  scale = {"unit": 1.0,
-           "spectral": lambda: np.linalg.norm(w0_MxN, 2),
-           "frobenius": lambda: np.linalg.norm(w0_MxN)}[normalization]
+  scale = {
+    "unit": 1.0,
+    "spectral": lambda: np.linalg.norm(w0_MxN, 2),
+    "frobenius": lambda: np.linalg.norm(w0_MxN),
+  }[normalization]
   return (scale if isinstance(scale, float) else scale()) * np.outer(u_M, v_N)
 
 
@@ -191,17 +200,24 @@ def _compiled(graphdef, treedef, index: int, loss_fn: Callable, devices: tuple):
 
   def evaluate(leaves, rest, w0, d_spike, d_bulk, coords_Cx2, batches_E):
     """Mean loss over the E eval batches at each of the C points of this chunk."""
+
     def point(ab):
       w = w0 + ab[0] * d_spike + ab[1] * d_bulk
+
       def body(total, batch):
         return total + loss_at(leaves, rest, w, batch).astype(jnp.float32), None
+
       total, _ = jax.lax.scan(body, jnp.float32(0.0), batches_E)
       return total / batches_E.shape[0]
+
     return jax.vmap(point)(coords_Cx2)
 
   pm = functools.partial(jax.pmap, axis_name=_AXIS, devices=list(devices))
-  return (pm(accumulate, in_axes=(0, None, None, 0, 0)), pm(reduce),
-          pm(evaluate, in_axes=(None, None, None, None, None, 0, None)))
+  return (
+    pm(accumulate, in_axes=(0, None, None, 0, 0)),
+    pm(reduce),
+    pm(evaluate, in_axes=(None, None, None, None, None, 0, None)),
+  )
 
 
 def _take(batches: Iterable, count: int, name: str) -> list[np.ndarray]:
@@ -214,8 +230,15 @@ def _take(batches: Iterable, count: int, name: str) -> list[np.ndarray]:
   return taken
 
 
-def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
-          eval_batches: Sequence, cfg: ProbeConfig, *, devices=None) -> ProbeResult:
+def probe(
+  model: nnx.Module,
+  loss_fn: Callable,
+  grad_batches: Iterable,
+  eval_batches: Sequence,
+  cfg: ProbeConfig,
+  *,
+  devices=None,
+) -> ProbeResult:
   """Runs the App 12 probe on `model` at its current weights (model untouched).
 
   Args:
@@ -255,10 +278,14 @@ def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
   acc = (zeros(m, n), zeros(m, m), zeros(n, n), zeros())
   rounds = -(-len(grads) // n_dev)
   if len(grads) % n_dev:
-    logging.info("probe: %d grad batches over %d devices; padding the last round with "
-                 "%d weight-0 repeats", len(grads), n_dev, rounds * n_dev - len(grads))
+    logging.info(
+      "probe: %d grad batches over %d devices; padding the last round with %d weight-0 repeats",
+      len(grads),
+      n_dev,
+      rounds * n_dev - len(grads),
+    )
   for r in range(rounds):
-    chunk = grads[r * n_dev:(r + 1) * n_dev]
+    chunk = grads[r * n_dev : (r + 1) * n_dev]
     weights = np.array([1.0] * len(chunk) + [0.0] * (n_dev - len(chunk)), np.float32)
     chunk = chunk + [chunk[0]] * (n_dev - len(chunk))
     acc = accumulate(acc, leaves, rest, np.stack(chunk), weights)
@@ -274,8 +301,13 @@ def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
   rank = len(s_grad)
   k, fallback = bulk_pair_index(cfg.bulk_index, rank)
   if fallback:
-    logging.warning("probe: bulk_index=%d > min(m, n)=%d for %s; using the middle pair %d",
-                    cfg.bulk_index, rank, path, k + 1)
+    logging.warning(
+      "probe: bulk_index=%d > min(m, n)=%d for %s; using the middle pair %d",
+      cfg.bulk_index,
+      rank,
+      path,
+      k + 1,
+    )
   w0_MxN = np.asarray(leaves[index], np.float64)
   d_spike = singular_direction(u[:, 0], vt[0], w0_MxN, cfg.normalization)
   d_bulk = singular_direction(u[:, k], vt[k], w0_MxN, cfg.normalization)
@@ -296,7 +328,7 @@ def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
   per_call = n_dev * cfg.chunk
   calls = -(-len(coords_Px2) // per_call)
   padded = np.zeros((calls * per_call, 2), np.float32)
-  padded[:len(coords_Px2)] = coords_Px2
+  padded[: len(coords_Px2)] = coords_Px2
   padded = padded.reshape(calls, n_dev, cfg.chunk, 2)
   w0 = jnp.asarray(leaves[index], jnp.float32)
   d1, d2 = jnp.asarray(d_spike, jnp.float32), jnp.asarray(d_bulk, jnp.float32)
@@ -305,12 +337,12 @@ def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
     out.append(np.asarray(evaluate(leaves, rest, w0, d1, d2, padded[c], evals_E)))
     if (c + 1) % max(1, calls // 10) == 0:
       logging.info("probe %s: %d/%d grid calls, %.1fs", path, c + 1, calls, time.time() - t0)
-  losses = np.concatenate([o.reshape(-1) for o in out])[:len(coords_Px2)].astype(np.float64)
+  losses = np.concatenate([o.reshape(-1) for o in out])[: len(coords_Px2)].astype(np.float64)
   grid_P = len(alpha) * len(beta)
   loss_grid = losses[:grid_P].reshape(len(alpha), len(beta))
   pos, lines = grid_P, {}
   for name, pts in extra.items():
-    lines[name] = losses[pos:pos + len(pts)]
+    lines[name] = losses[pos : pos + len(pts)]
     pos += len(pts)
   i0, j0 = np.flatnonzero(alpha == 0.0), np.flatnonzero(beta == 0.0)
   alpha_line = loss_grid[:, j0[0]] if j0.size else lines["alpha_line"]
@@ -323,38 +355,57 @@ def probe(model: nnx.Module, loss_fn: Callable, grad_batches: Iterable,
   spike_range = float(np.ptp(alpha_line))
   bulk_range = float(np.ptp(beta_line))
   out_metrics = {
-      "effective_rank": float(metrics_lib.effective_rank(s_w, normalized=True)),
-      "effective_rank_gradient": float(metrics_lib.effective_rank(s_grad, normalized=True)),
-      "spike_range": spike_range,
-      "spike_range_rel": spike_range / abs(center) if center else float("inf"),
-      "bulk_range": bulk_range,
-      "bulk_range_rel": bulk_range / abs(center) if center else float("inf"),
-      "center_loss": center,
-      "grad_batch_loss": float(loss_sum) / b,
-      "grad_norm": float(np.linalg.norm(g_MxN)),
-      "spike_singular_value": float(s_grad[0]),
-      "bulk_singular_value": float(s_grad[k]),
-      "weight_fro_norm": float(np.linalg.norm(w0_MxN)),
-      "weight_spectral_norm": float(s_w[0]),
+    "effective_rank": float(metrics_lib.effective_rank(s_w, normalized=True)),
+    "effective_rank_gradient": float(metrics_lib.effective_rank(s_grad, normalized=True)),
+    "spike_range": spike_range,
+    "spike_range_rel": spike_range / abs(center) if center else float("inf"),
+    "bulk_range": bulk_range,
+    "bulk_range_rel": bulk_range / abs(center) if center else float("inf"),
+    "center_loss": center,
+    "grad_batch_loss": float(loss_sum) / b,
+    "grad_norm": float(np.linalg.norm(g_MxN)),
+    "spike_singular_value": float(s_grad[0]),
+    "bulk_singular_value": float(s_grad[k]),
+    "weight_fro_norm": float(np.linalg.norm(w0_MxN)),
+    "weight_spectral_norm": float(s_w[0]),
   }
-  logging.info("probe %s: %s (grad %.1fs, grid %.1fs)", path,
-               {key: round(v, 5) for key, v in out_metrics.items()}, grad_s, grid_s)
+  logging.info(
+    "probe %s: %s (grad %.1fs, grid %.1fs)",
+    path,
+    {key: round(v, 5) for key, v in out_metrics.items()},
+    grad_s,
+    grid_s,
+  )
   data = {
-      "path": path, "shape": [m, n], "config": dataclasses.asdict(cfg),
-      "bulk_index_used": k + 1, "bulk_index_fallback": fallback,
-      "num_devices": n_dev, "alpha": alpha.tolist(), "beta": beta.tolist(),
-      "loss_grid": loss_grid.tolist(), "alpha_line": list(map(float, alpha_line)),
-      "beta_line": list(map(float, beta_line)), "metrics": out_metrics,
-      "singular_values": {"gradient": s_grad.tolist(), "weight": s_w.tolist()},
-      "covariance": {
-          "row_eigenvalues": np.linalg.eigvalsh(row_cov)[::-1].tolist(),
-          "col_eigenvalues": np.linalg.eigvalsh(col_cov)[::-1].tolist(),
-          "trace": float(np.trace(row_cov)),
-      },
-      "timing_s": {"gradient": grad_s, "grid": grid_s},
+    "path": path,
+    "shape": [m, n],
+    "config": dataclasses.asdict(cfg),
+    "bulk_index_used": k + 1,
+    "bulk_index_fallback": fallback,
+    "num_devices": n_dev,
+    "alpha": alpha.tolist(),
+    "beta": beta.tolist(),
+    "loss_grid": loss_grid.tolist(),
+    "alpha_line": list(map(float, alpha_line)),
+    "beta_line": list(map(float, beta_line)),
+    "metrics": out_metrics,
+    "singular_values": {"gradient": s_grad.tolist(), "weight": s_w.tolist()},
+    "covariance": {
+      "row_eigenvalues": np.linalg.eigvalsh(row_cov)[::-1].tolist(),
+      "col_eigenvalues": np.linalg.eigvalsh(col_cov)[::-1].tolist(),
+      "trace": float(np.trace(row_cov)),
+    },
+    "timing_s": {"gradient": grad_s, "grid": grid_s},
   }
-  arrays = ({"gradient": g_MxN.astype(np.float32), "row_covariance": row_cov.astype(np.float32),
-             "col_covariance": col_cov.astype(np.float32)} if cfg.save_arrays else {})
+  arrays = (
+    {
+      "gradient": g_MxN.astype(np.float32),
+      "row_covariance": row_cov.astype(np.float32),
+      "col_covariance": col_cov.astype(np.float32),
+    }
+    if cfg.save_arrays
+    else {}
+  )
   return ProbeResult(data, arrays)
 
 
@@ -373,7 +424,7 @@ def save_probe(out_dir: str, step: int, result: dict) -> str:
   if arrays:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    results.atomic_write_bytes(path[:-len(".json")] + ".npz", buf.getvalue())
+    results.atomic_write_bytes(path[: -len(".json")] + ".npz", buf.getvalue())
   results.atomic_write_json(path, {"step": int(step), **dict(result)})
   return path
 

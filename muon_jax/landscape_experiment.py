@@ -34,14 +34,17 @@ from muon_jax.progress import Progress
 @dataclasses.dataclass(frozen=True)
 class LandscapeConfig:
   """Training runs with probes: optimizers x seeds, one LLaMA preset."""
-  optimizers: tuple[str, ...] = field(train_lib.OPTIMIZERS, "runs to train",
-                                      choices=train_lib.OPTIMIZERS)
+
+  optimizers: tuple[str, ...] = field(
+    train_lib.OPTIMIZERS, "runs to train", choices=train_lib.OPTIMIZERS
+  )
   seeds: int = field(3, "seeds per optimizer (init, data order, probe stream)", low=1, high=100)
   seed: int = field(0, "first seed; runs use seed, seed + 1, ...", low=0)
   model: str = field("tiny", "LLaMA preset", choices=tuple(llama.PRESETS))
   steps: int = field(200, "training steps per run (paper 10000)", low=1)
-  probe_steps: tuple[int, ...] = field((10, 100, 200), "steps (after the update) to probe at",
-                                       low=1)
+  probe_steps: tuple[int, ...] = field(
+    (10, 100, 200), "steps (after the update) to probe at", low=1
+  )
   global_batch: int = field(16, "sequences per step", low=1)
   seq_len: int = field(128, "tokens per sequence", low=1)
   adamw_lr: float = field(1e-3, "AdamW peak learning rate (AdamW runs)", low=0.0, low_open=True)
@@ -52,8 +55,9 @@ class LandscapeConfig:
   probe_grad_batches: int = field(8, "batches averaged for the exact gradient (paper 50)", low=1)
   probe_eval_batches: int = field(4, "batches averaged per grid point (paper 10)", low=1)
   probe_batch: int = field(8, "sequences per probe batch", low=1)
-  probe_bulk_index: int = field(500, "1-based bulk singular pair (paper 500; mid-spectrum when "
-                                "the matrix is smaller)", low=2)
+  probe_bulk_index: int = field(
+    500, "1-based bulk singular pair (paper 500; mid-spectrum when the matrix is smaller)", low=2
+  )
   probe_grid: int = field(21, "grid points per axis (paper 41)", low=3)
   probe_alpha_range: tuple[float, ...] = field((-1.0, 1.0), "spike-axis range low,high")
   probe_beta_range: tuple[float, ...] = field((-1.0, 1.0), "bulk-axis range low,high")
@@ -64,10 +68,16 @@ class LandscapeConfig:
 def probe_config(cfg: LandscapeConfig) -> landscape.ProbeConfig:
   """The probe settings of a config (its `probe_*` fields)."""
   return landscape.ProbeConfig(
-      path=cfg.probe_path, grad_batches=cfg.probe_grad_batches,
-      eval_batches=cfg.probe_eval_batches, bulk_index=cfg.probe_bulk_index, grid=cfg.probe_grid,
-      alpha_range=tuple(cfg.probe_alpha_range), beta_range=tuple(cfg.probe_beta_range),
-      normalization=cfg.probe_normalization, chunk=cfg.probe_chunk)
+    path=cfg.probe_path,
+    grad_batches=cfg.probe_grad_batches,
+    eval_batches=cfg.probe_eval_batches,
+    bulk_index=cfg.probe_bulk_index,
+    grid=cfg.probe_grid,
+    alpha_range=tuple(cfg.probe_alpha_range),
+    beta_range=tuple(cfg.probe_beta_range),
+    normalization=cfg.probe_normalization,
+    chunk=cfg.probe_chunk,
+  )
 
 
 def check_config(cfg: LandscapeConfig) -> None:
@@ -77,10 +87,10 @@ def check_config(cfg: LandscapeConfig) -> None:
     ValueError: one line starting with the offending field's name.
   """
   from flax import nnx
+
   config.check(cfg)
   if max(cfg.probe_steps) > cfg.steps:
-    raise ValueError(f"probe_steps={max(cfg.probe_steps)} is after the last step "
-                     f"steps={cfg.steps}")
+    raise ValueError(f"probe_steps={max(cfg.probe_steps)} is after the last step steps={cfg.steps}")
   try:
     probe = probe_config(cfg)
     landscape.validate_probe_config(probe)
@@ -93,10 +103,23 @@ def check_config(cfg: LandscapeConfig) -> None:
 def train_config(cfg: LandscapeConfig, optimizer: str, seed: int, out_dir: str, resume: bool):
   """The `muon_jax.train.TrainConfig` of one run."""
   return train_lib.TrainConfig(
-      model=cfg.model, optimizer=optimizer, steps=cfg.steps, global_batch=cfg.global_batch,
-      seq_len=cfg.seq_len, lr=cfg.adamw_lr, muon_lr=cfg.muon_lr, seed=seed, corpus=cfg.corpus,
-      tokenizer=cfg.tokenizer, resume=resume, out_dir=out_dir, ckpt_every=0,
-      probe_steps=tuple(cfg.probe_steps), probe=probe_config(cfg), probe_batch=cfg.probe_batch)
+    model=cfg.model,
+    optimizer=optimizer,
+    steps=cfg.steps,
+    global_batch=cfg.global_batch,
+    seq_len=cfg.seq_len,
+    lr=cfg.adamw_lr,
+    muon_lr=cfg.muon_lr,
+    seed=seed,
+    corpus=cfg.corpus,
+    tokenizer=cfg.tokenizer,
+    resume=resume,
+    out_dir=out_dir,
+    ckpt_every=0,
+    probe_steps=tuple(cfg.probe_steps),
+    probe=probe_config(cfg),
+    probe_batch=cfg.probe_batch,
+  )
 
 
 def run(cfg: LandscapeConfig, out_dir: str, *, resume: bool = False) -> dict:
@@ -119,8 +142,9 @@ def run(cfg: LandscapeConfig, out_dir: str, *, resume: bool = False) -> dict:
     run_dir = os.path.join(out_dir, opt, f"seed{seed}")
     summary = train_lib.train(train_config(cfg, opt, seed, run_dir, resume))
     run_dirs.append(run_dir)
-    progress.advance(1, f"{opt} seed {seed}: final loss {summary['final_loss']} "
-                        f"({summary['status']})")
+    progress.advance(
+      1, f"{opt} seed {seed}: final loss {summary['final_loss']} ({summary['status']})"
+    )
   res = collect(run_dirs)
   res["config"] = results.to_json(dataclasses.asdict(cfg))
   return res
@@ -150,14 +174,28 @@ def collect(run_dirs: Sequence[str]) -> dict:
       raise ValueError(f"run_dirs: {run_dir!r} holds no probe_step*.json")
     opt = _optimizer_of(run_dir)
     final_loss = results.load_json(os.path.join(run_dir, "summary.json"), {}).get("final_loss")
-    grouped.setdefault(opt, []).append({
-        "dir": run_dir, "final_loss": final_loss,
-        "probes": [{"step": p["step"], "path": p["path"], "bulk_index_used": p["bulk_index_used"],
-                    **p["metrics"]} for p in probes]})
-    surfaces.setdefault(opt, [{k: p[k] for k in ("step", "path", "alpha", "beta", "loss_grid",
-                                                   "metrics")} for p in probes])
-  return results.to_json({"runs": grouped, "surfaces": surfaces,
-                          "comparison": compare(grouped)})
+    grouped.setdefault(opt, []).append(
+      {
+        "dir": run_dir,
+        "final_loss": final_loss,
+        "probes": [
+          {
+            "step": p["step"],
+            "path": p["path"],
+            "bulk_index_used": p["bulk_index_used"],
+            **p["metrics"],
+          }
+          for p in probes
+        ],
+      }
+    )
+    surfaces.setdefault(
+      opt,
+      [
+        {k: p[k] for k in ("step", "path", "alpha", "beta", "loss_grid", "metrics")} for p in probes
+      ],
+    )
+  return results.to_json({"runs": grouped, "surfaces": surfaces, "comparison": compare(grouped)})
 
 
 def recompare(res: dict) -> dict:
@@ -167,9 +205,9 @@ def recompare(res: dict) -> dict:
 
 # (metric, transform, claimed direction of Muon - AdamW) per paper claim.
 CLAIMED = {
-    "effective_rank": ("effective_rank", "identity", "above"),
-    "spike_range": ("spike_range", "log10", "below"),
-    "center_loss": ("center_loss", "identity", "below"),
+  "effective_rank": ("effective_rank", "identity", "above"),
+  "spike_range": ("spike_range", "log10", "below"),
+  "center_loss": ("center_loss", "identity", "below"),
 }
 
 
@@ -181,8 +219,10 @@ def compare(grouped: dict, baseline: str = "adamw", candidate: str = "muon") -> 
   Returns {"available": False, "reason"} when the runs cannot be compared.
   """
   if baseline not in grouped or candidate not in grouped:
-    return {"available": False,
-            "reason": f"need runs of {baseline} and {candidate}, got {sorted(grouped)}"}
+    return {
+      "available": False,
+      "reason": f"need runs of {baseline} and {candidate}, got {sorted(grouped)}",
+    }
   all_runs = grouped[baseline] + grouped[candidate]
   common = sorted(set.intersection(*({p["step"] for p in r["probes"]} for r in all_runs)))
   if not common:
@@ -199,22 +239,34 @@ def compare(grouped: dict, baseline: str = "adamw", candidate: str = "muon") -> 
     base = np.array([f(at(b, key)) for b, _ in pairs])
     cand = np.array([f(at(c, key)) for _, c in pairs])
     gap = stats.mean_difference_ci(cand - base)
-    gap.update(transform=transform, direction=direction, baseline=base, candidate=cand,
-               verdict=stats.difference_verdict(gap["ci_low"], gap["ci_high"],
-                                                direction=direction))
+    gap.update(
+      transform=transform,
+      direction=direction,
+      baseline=base,
+      candidate=cand,
+      verdict=stats.difference_verdict(gap["ci_low"], gap["ci_high"], direction=direction),
+    )
     out[name] = gap
   return out
 
 
 _PAPER = {
-    "effective_rank": ("fig3 (effective rank)",
-                       "Muon disperses the target matrix's spectrum: higher effective rank than "
-                       "AdamW.", "fig3_kinematics.png"),
-    "spike_range": ("fig3/4 (spike range)",
-                    "Muon collapses the loss range along the gradient spike direction (flatter "
-                    "macro curvature) while AdamW's stays rugged.", "fig4_surfaces.png"),
-    "center_loss": ("fig3 (center loss)", "Muon enters a lower loss than AdamW.",
-                    "fig3_kinematics.png"),
+  "effective_rank": (
+    "fig3 (effective rank)",
+    "Muon disperses the target matrix's spectrum: higher effective rank than AdamW.",
+    "fig3_kinematics.png",
+  ),
+  "spike_range": (
+    "fig3/4 (spike range)",
+    "Muon collapses the loss range along the gradient spike direction (flatter "
+    "macro curvature) while AdamW's stays rugged.",
+    "fig4_surfaces.png",
+  ),
+  "center_loss": (
+    "fig3 (center loss)",
+    "Muon enters a lower loss than AdamW.",
+    "fig3_kinematics.png",
+  ),
 }
 
 
@@ -224,21 +276,36 @@ def claims(res: dict) -> list[dict]:
   out = []
   for name, (claim_id, paper, figure) in _PAPER.items():
     if not comp["available"]:
-      out.append({"id": claim_id, "paper": paper, "criterion": comp["reason"],
-                  "measured": "not measured", "verdict": "untestable", "reproduces": None,
-                  "figure": figure})
+      out.append(
+        {
+          "id": claim_id,
+          "paper": paper,
+          "criterion": comp["reason"],
+          "measured": "not measured",
+          "verdict": "untestable",
+          "reproduces": None,
+          "figure": figure,
+        }
+      )
       continue
     gap = comp[name]
-    what = f"log10 {name.replace('_', ' ')}" if gap["transform"] == "log10" else name.replace(
-        "_", " ")
-    out.append({
-        "id": claim_id, "paper": paper,
+    what = (
+      f"log10 {name.replace('_', ' ')}" if gap["transform"] == "log10" else name.replace("_", " ")
+    )
+    out.append(
+      {
+        "id": claim_id,
+        "paper": paper,
         "criterion": f"Muon - AdamW {what} at step {comp['step']}, paired over {comp['pairs']} "
-                     f"seeds, 95% t CI; holds iff the CI lies {gap['direction']} 0",
+        f"seeds, 95% t CI; holds iff the CI lies {gap['direction']} 0",
         "measured": f"{gap['mean']:+.4g} [{gap['ci_low']:+.4g}, {gap['ci_high']:+.4g}] "
-                    f"(n={gap['n']})" if gap["ci_low"] is not None else
-                    f"{gap['mean']:+.4g} (n={gap['n']}, no CI)",
-        "verdict": gap["verdict"], "reproduces": stats.reproduces(gap["verdict"], "holds"),
-        "figure": figure})
+        f"(n={gap['n']})"
+        if gap["ci_low"] is not None
+        else f"{gap['mean']:+.4g} (n={gap['n']}, no CI)",
+        "verdict": gap["verdict"],
+        "reproduces": stats.reproduces(gap["verdict"], "holds"),
+        "figure": figure,
+      }
+    )
   logging.info("landscape claims: %s", [(c["id"], c["verdict"]) for c in out])
   return out

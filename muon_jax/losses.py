@@ -38,12 +38,19 @@ def next_token_loss(model, batch_BxL1: jax.Array, chunk: int = 0) -> jax.Array:
     logits_BxLxV = model(inputs_BxL).astype(jnp.float32)
     return optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, labels_BxL).mean()
   hidden_BxLxD = model.hidden_states(inputs_BxL)
-  return chunked_cross_entropy(hidden_BxLxD, model.lm_head.kernel[...], labels_BxL, chunk,
-                               compute_dtype=model.config.dtype)
+  return chunked_cross_entropy(
+    hidden_BxLxD, model.lm_head.kernel[...], labels_BxL, chunk, compute_dtype=model.config.dtype
+  )
 
 
-def chunked_cross_entropy(hidden_BxLxD: jax.Array, kernel_DxV: jax.Array, labels_BxL: jax.Array,
-                          chunk: int, *, compute_dtype=None) -> jax.Array:
+def chunked_cross_entropy(
+  hidden_BxLxD: jax.Array,
+  kernel_DxV: jax.Array,
+  labels_BxL: jax.Array,
+  chunk: int,
+  *,
+  compute_dtype=None,
+) -> jax.Array:
   """Mean cross-entropy of logits = hidden @ kernel without forming all logits.
 
   Args:
@@ -84,6 +91,7 @@ def chunked_cross_entropy(hidden_BxLxD: jax.Array, kernel_DxV: jax.Array, labels
   def step(total, xs):
     return total + chunk_loss_sum(*xs), None
 
-  total, _ = jax.lax.scan(step, jnp.zeros((), jnp.float32),
-                          (hidden_CxKxD, labels_CxK, weight_N.reshape(n_chunks, chunk)))
+  total, _ = jax.lax.scan(
+    step, jnp.zeros((), jnp.float32), (hidden_CxKxD, labels_CxK, weight_N.reshape(n_chunks, chunk))
+  )
   return total / n

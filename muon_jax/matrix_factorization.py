@@ -54,10 +54,11 @@ class MatrixFactorizationConfig:
   scaling / no weight decay, AdamW lr 1e-3 / (0.9, 0.999) / 1e-8 / wd 0.01),
   except 2000 steps instead of the paper's 5000 to fit a CPU.
   """
+
   dims: tuple[int, ...] = field((64, 128, 256), "matrix sizes n", low=3, high=8192)
-  kappas: tuple[float, ...] = field((10.0, 100.0, 1000.0),
-                                    "condition numbers kappa of the target spectrum",
-                                    low=1.0, high=1e12)
+  kappas: tuple[float, ...] = field(
+    (10.0, 100.0, 1000.0), "condition numbers kappa of the target spectrum", low=1.0, high=1e12
+  )
   optimizers: tuple[str, ...] = field(OPTIMIZERS, "optimizers to run", choices=OPTIMIZERS)
   seeds: int = field(3, "independent seeds per (n, kappa)", low=1, high=10_000)
   seed: int = field(0, "root PRNG seed", low=0)
@@ -67,8 +68,9 @@ class MatrixFactorizationConfig:
   active_rank: int = field(2, "columns of U, V with the moderate init", low=1)
   active_std: float = field(1e-2, "std of the active columns", low=0.0, low_open=True)
   dormant_std: float = field(1e-5, "std of the dormant columns (microscopic)", low=0.0)
-  mask_decay: float = field(5.0, "feature i survives with p_i = exp(-mask_decay i / n)",
-                            low=0.0, high=100.0)
+  mask_decay: float = field(
+    5.0, "feature i survives with p_i = exp(-mask_decay i / n)", low=0.0, high=100.0
+  )
   muon_lr: float = field(0.02, "Muon peak learning rate", low=0.0, low_open=True)
   muon_beta: float = field(0.95, "Muon momentum", low=0.0, high=1.0, high_open=True)
   adamw_lr: float = field(1e-3, "AdamW peak learning rate", low=0.0, low_open=True)
@@ -78,8 +80,9 @@ class MatrixFactorizationConfig:
   adamw_weight_decay: float = field(0.01, "AdamW decoupled weight decay", low=0.0)
   dense_steps: int = field(200, "metrics are recorded every step up to here", low=0)
   log_every: int = field(10, "then every this many steps", low=1)
-  threshold_factor: float = field(2.0, "rank expansion: effective rank >= this x its initial value",
-                                  low=1.0, low_open=True)
+  threshold_factor: float = field(
+    2.0, "rank expansion: effective rank >= this x its initial value", low=1.0, low_open=True
+  )
 
   def estimator_rank(self, n: int) -> int:
     """Estimator rank at matrix size n: rank capped at n."""
@@ -96,8 +99,9 @@ def check_config(cfg: MatrixFactorizationConfig) -> None:
   for n in cfg.dims:
     if cfg.estimator_rank(n) <= cfg.active_rank:
       raise ValueError(
-          f"dims={n}: the estimator rank min(rank, n) = {cfg.estimator_rank(n)} must exceed "
-          f"active_rank={cfg.active_rank} so that dormant columns exist")
+        f"dims={n}: the estimator rank min(rank, n) = {cfg.estimator_rank(n)} must exceed "
+        f"active_rank={cfg.active_rank} so that dormant columns exist"
+      )
 
 
 def target_spectrum(n: int, kappa) -> jax.Array:
@@ -130,13 +134,16 @@ def sample_batch(key, batch: int, p_N) -> jax.Array:
   return jnp.where(keep_BxN, x_BxN, 0.0)
 
 
-def init_factors(key, n: int, r: int, active_rank: int, active_std: float,
-                 dormant_std: float) -> dict:
+def init_factors(
+  key, n: int, r: int, active_rank: int, active_std: float, dormant_std: float
+) -> dict:
   """Asymmetric init: columns < active_rank get active_std, the rest dormant_std."""
   k_u, k_v = jax.random.split(key)
   col_std_R = jnp.where(jnp.arange(r) < active_rank, active_std, dormant_std)
-  return {"u": jax.random.normal(k_u, (n, r)) * col_std_R,
-          "v": jax.random.normal(k_v, (n, r)) * col_std_R}
+  return {
+    "u": jax.random.normal(k_u, (n, r)) * col_std_R,
+    "v": jax.random.normal(k_v, (n, r)) * col_std_R,
+  }
 
 
 def loss_fn(params, x_BxN, t_NxN) -> jax.Array:
@@ -162,15 +169,23 @@ def estimator_singular_values(params) -> jax.Array:
   return jnp.linalg.svd(r_2xRxR[0] @ r_2xRxR[1].T, compute_uv=False)
 
 
-def make_optimizer(cfg: MatrixFactorizationConfig,
-                   optimizer: str) -> optax.GradientTransformation:
+def make_optimizer(cfg: MatrixFactorizationConfig, optimizer: str) -> optax.GradientTransformation:
   """Muon (kimi scaling, no weight decay) or AdamW, cosine-annealed over cfg.steps."""
   if optimizer == "muon":
-    return muon(optax.cosine_decay_schedule(cfg.muon_lr, cfg.steps), weight_decay=0.0,
-                beta=cfg.muon_beta, scaling="kimi")
+    return muon(
+      optax.cosine_decay_schedule(cfg.muon_lr, cfg.steps),
+      weight_decay=0.0,
+      beta=cfg.muon_beta,
+      scaling="kimi",
+    )
   if optimizer == "adamw":
-    return optax.adamw(optax.cosine_decay_schedule(cfg.adamw_lr, cfg.steps), b1=cfg.adamw_b1,
-                       b2=cfg.adamw_b2, eps=cfg.adamw_eps, weight_decay=cfg.adamw_weight_decay)
+    return optax.adamw(
+      optax.cosine_decay_schedule(cfg.adamw_lr, cfg.steps),
+      b1=cfg.adamw_b1,
+      b2=cfg.adamw_b2,
+      eps=cfg.adamw_eps,
+      weight_decay=cfg.adamw_weight_decay,
+    )
   raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
 
 
@@ -190,8 +205,7 @@ def run_keys(seed: int, seed_index, n: int):
   return tuple(jax.random.fold_in(key, i) for i in range(3))
 
 
-def run_single(cfg: MatrixFactorizationConfig, n: int, optimizer: str, seed_index,
-               kappa) -> dict:
+def run_single(cfg: MatrixFactorizationConfig, n: int, optimizer: str, seed_index, kappa) -> dict:
   """One training run at matrix size n. Traced in seed_index and kappa (vmap-able).
 
   Returns a dict of arrays over the R = len(record_steps(cfg)) recorded steps:
@@ -215,9 +229,12 @@ def run_single(cfg: MatrixFactorizationConfig, n: int, optimizer: str, seed_inde
 
   def measure(params, batch_loss):
     s_R = estimator_singular_values(params)
-    return {"rel_loss": expected_loss(params, t_NxN, p_N) / loss0, "batch_loss": batch_loss,
-            "erank": metrics.effective_rank(s_R),
-            "erank_normalized": metrics.effective_rank(s_R, normalized=True)}
+    return {
+      "rel_loss": expected_loss(params, t_NxN, p_N) / loss0,
+      "batch_loss": batch_loss,
+      "erank": metrics.effective_rank(s_R),
+      "erank_normalized": metrics.effective_rank(s_R, normalized=True),
+    }
 
   def step(carry, t):
     params, opt_state = carry
@@ -262,8 +279,12 @@ def run_grid(cfg: MatrixFactorizationConfig, n: int, optimizer: str) -> dict:
 
   Every array gains leading (cfg.seeds, len(cfg.kappas)) axes. Returns NumPy arrays.
   """
-  fn = jax.jit(jax.vmap(jax.vmap(lambda s, k: run_single(cfg, n, optimizer, s, k),
-                                 in_axes=(None, 0)), in_axes=(0, None)))
+  fn = jax.jit(
+    jax.vmap(
+      jax.vmap(lambda s, k: run_single(cfg, n, optimizer, s, k), in_axes=(None, 0)),
+      in_axes=(0, None),
+    )
+  )
   args = (jnp.arange(cfg.seeds), jnp.asarray(cfg.kappas, jnp.float32))
   out = jax.tree.map(np.asarray, fn(*args))
   if nonfinite_count(out):
@@ -271,8 +292,9 @@ def run_grid(cfg: MatrixFactorizationConfig, n: int, optimizer: str) -> dict:
     # serialized (run_single): rel_loss NaN for a whole unit while its batch
     # losses and ranks were finite; re-executing gave finite values. Retry
     # once; what stays NaN is reported.
-    logging.warning("n=%d %s: %d non-finite metrics; re-running the unit", n, optimizer,
-                    nonfinite_count(out))
+    logging.warning(
+      "n=%d %s: %d non-finite metrics; re-running the unit", n, optimizer, nonfinite_count(out)
+    )
     out = jax.tree.map(np.asarray, fn(*args))
   return out
 
@@ -280,8 +302,12 @@ def run_grid(cfg: MatrixFactorizationConfig, n: int, optimizer: str) -> dict:
 def nonfinite_count(out: dict) -> int:
   """Non-finite entries in a run_grid/run_single output (the step-0 batch loss,
   NaN by construction, excluded)."""
-  return int(sum(np.sum(~np.isfinite(np.asarray(v)[..., 1:] if k == "batch_loss_R" else v))
-                 for k, v in out.items()))
+  return int(
+    sum(
+      np.sum(~np.isfinite(np.asarray(v)[..., 1:] if k == "batch_loss_R" else v))
+      for k, v in out.items()
+    )
+  )
 
 
 def rank_expansion_steps(erank_SxKxR, steps_R, threshold_factor: float = 2.0):
@@ -294,8 +320,6 @@ def rank_expansion_steps(erank_SxKxR, steps_R, threshold_factor: float = 2.0):
   idx, crossed = np.asarray(idx), np.asarray(crossed)
   step = np.where(crossed, np.asarray(steps_R)[np.minimum(idx, len(steps_R) - 1)], np.nan)
   return step.astype(np.float64), crossed
-
-
 
 
 def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dict | None:
@@ -319,21 +343,29 @@ def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dic
   steps_R = np.asarray(steps_R)
   tau = np.where(crossed, step, steps_R[-1])
   censored = metrics.censored_exponent(x, np.maximum(tau, 1), crossed, seed=seed)
-  fit = {"exponent": censored["exponent"], "intercept": censored["intercept"],
-         "ci_low": float(censored["ci"][0]),
-         "ci_high": float(censored["ci"][1]), "n": int(x.size),
-         "converged": censored["converged"]}
+  fit = {
+    "exponent": censored["exponent"],
+    "intercept": censored["intercept"],
+    "ci_low": float(censored["ci"][0]),
+    "ci_high": float(censored["ci"][1]),
+    "n": int(x.size),
+    "converged": censored["converged"],
+  }
   granularity = 1 if np.max(step[crossed]) <= dense_steps else int(np.max(np.diff(steps_R)))
   medians = [np.median(step[crossed & (x == v)]) for v in np.unique(x[crossed])]
   smallest = max(float(np.min(medians)), 1.0)
   x_span = np.log(np.max(x[crossed]) / np.min(x[crossed]))
   fit.update(
-      censored=int(np.sum(~crossed)), censored_at=int(steps_R[-1]), step_granularity=granularity,
-      distinct_steps=int(len(np.unique(step[crossed]))),
-      exponent_resolution=float(np.log((smallest + granularity) / smallest) / x_span),
-      verdict=metrics.exponent_verdict(fit["ci_low"], fit["ci_high"],
-                                       delta=metrics.DIMENSION_FREE_DELTA),
-      delta=metrics.DIMENSION_FREE_DELTA)
+    censored=int(np.sum(~crossed)),
+    censored_at=int(steps_R[-1]),
+    step_granularity=granularity,
+    distinct_steps=int(len(np.unique(step[crossed]))),
+    exponent_resolution=float(np.log((smallest + granularity) / smallest) / x_span),
+    verdict=metrics.exponent_verdict(
+      fit["ci_low"], fit["ci_high"], delta=metrics.DIMENSION_FREE_DELTA
+    ),
+    delta=metrics.DIMENSION_FREE_DELTA,
+  )
   return fit
 
 
@@ -367,17 +399,17 @@ def summarize(units: dict, cfg: MatrixFactorizationConfig) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN kappa columns
         median_step = np.nanmedian(step_SxK, axis=0)
       per_n[str(n)] = {
-          "expansion_step": step_SxK,
-          "crossed_fraction": float(crossed.mean()),
-          "median_step_per_kappa": median_step,
-          "median_step_to_half_final_erank_per_kappa": np.median(steps_R[np.asarray(half)],
-                                                                 axis=0),
-          "initial_erank": float(np.mean(u["erank_R"][..., 0])),
-          f"erank_at_step_{WITHIN_STEPS}_per_kappa": (
-              np.median(u["erank_R"][..., at_within], axis=0) if at_within is not None else None),
-          "final_erank_per_kappa": np.mean(u["erank_R"][..., -1], axis=0),
-          "target_erank_per_kappa": np.mean(u["target_erank"], axis=0),
-          "final_rel_loss_per_kappa": np.mean(u["rel_loss_R"][..., -1], axis=0),
+        "expansion_step": step_SxK,
+        "crossed_fraction": float(crossed.mean()),
+        "median_step_per_kappa": median_step,
+        "median_step_to_half_final_erank_per_kappa": np.median(steps_R[np.asarray(half)], axis=0),
+        "initial_erank": float(np.mean(u["erank_R"][..., 0])),
+        f"erank_at_step_{WITHIN_STEPS}_per_kappa": (
+          np.median(u["erank_R"][..., at_within], axis=0) if at_within is not None else None
+        ),
+        "final_erank_per_kappa": np.mean(u["erank_R"][..., -1], axis=0),
+        "target_erank_per_kappa": np.mean(u["target_erank"], axis=0),
+        "final_rel_loss_per_kappa": np.mean(u["rel_loss_R"][..., -1], axis=0),
       }
       xs_n.append(np.full(step_SxK.shape, n, np.float64))
       xs_k.append(np.broadcast_to(np.asarray(cfg.kappas, np.float64), step_SxK.shape))
@@ -386,33 +418,44 @@ def summarize(units: dict, cfg: MatrixFactorizationConfig) -> dict:
     x_n, x_k, y, crossed = (np.concatenate([a.ravel() for a in v]) for v in (xs_n, xs_k, ys, cs))
     at_largest_kappa = x_k == max(cfg.kappas)
     out[opt] = {
-        "per_n": per_n,
-        "crossed": int(crossed.sum()), "runs": int(crossed.size),
-        "max_expansion_step": float(np.nanmax(y)) if crossed.any() else None,
-        "max_expansion_step_at_largest_kappa": (
-            float(np.nanmax(y[at_largest_kappa])) if crossed[at_largest_kappa].any() else None),
-        "all_crossed_at_largest_kappa": bool(crossed[at_largest_kappa].all()),
-        "exponent_vs_n": step_exponent(x_n, y, crossed, steps_R, cfg.dense_steps, cfg.seed),
-        "exponent_vs_kappa": step_exponent(x_k, y, crossed, steps_R, cfg.dense_steps, cfg.seed),
+      "per_n": per_n,
+      "crossed": int(crossed.sum()),
+      "runs": int(crossed.size),
+      "max_expansion_step": float(np.nanmax(y)) if crossed.any() else None,
+      "max_expansion_step_at_largest_kappa": (
+        float(np.nanmax(y[at_largest_kappa])) if crossed[at_largest_kappa].any() else None
+      ),
+      "all_crossed_at_largest_kappa": bool(crossed[at_largest_kappa].all()),
+      "exponent_vs_n": step_exponent(x_n, y, crossed, steps_R, cfg.dense_steps, cfg.seed),
+      "exponent_vs_kappa": step_exponent(x_k, y, crossed, steps_R, cfg.dense_steps, cfg.seed),
     }
   if {"muon", "adamw"} <= set(cfg.optimizers):
-    log_loss = {opt: np.concatenate([np.log10(units[(opt, n)]["rel_loss_R"][..., -1]).ravel()
-                                     for n in cfg.dims]) for opt in ("muon", "adamw")}
+    log_loss = {
+      opt: np.concatenate(
+        [np.log10(units[(opt, n)]["rel_loss_R"][..., -1]).ravel() for n in cfg.dims]
+      )
+      for opt in ("muon", "adamw")
+    }
     gap = stats.mean_difference_ci(log_loss["muon"] - log_loss["adamw"])
     gap["verdict"] = stats.difference_verdict(gap["ci_low"], gap["ci_high"], direction="below")
     out["muon_minus_adamw_log10_final_loss"] = gap
     if at_within is not None:
       # Figure 2c's contrast: how far the rank has grown by step 20 at the largest kappa.
-      log_erank = {opt: np.concatenate([np.log10(units[(opt, n)]["erank_R"][:, -1, at_within])
-                                        for n in cfg.dims]) for opt in ("muon", "adamw")}
+      log_erank = {
+        opt: np.concatenate(
+          [np.log10(units[(opt, n)]["erank_R"][:, -1, at_within]) for n in cfg.dims]
+        )
+        for opt in ("muon", "adamw")
+      }
       gap = stats.mean_difference_ci(log_erank["muon"] - log_erank["adamw"])
       gap["verdict"] = stats.difference_verdict(gap["ci_low"], gap["ci_high"], direction="above")
       out[f"muon_minus_adamw_log10_erank_at_step_{WITHIN_STEPS}"] = gap
   return results.to_json(out)
 
 
-def run(cfg: MatrixFactorizationConfig, *, state_path: Optional[str] = None,
-        resume: bool = False) -> dict:
+def run(
+  cfg: MatrixFactorizationConfig, *, state_path: Optional[str] = None, resume: bool = False
+) -> dict:
   """Runs every (optimizer, n) unit of the grid and summarizes it.
 
   Args:
@@ -427,14 +470,17 @@ def run(cfg: MatrixFactorizationConfig, *, state_path: Optional[str] = None,
     "nonfinite", "summary"}; see `run_single` and `summarize`.
   """
   check_config(cfg)
-  settings = results.to_json({k: v for k, v in dataclasses.asdict(cfg).items()
-                              if k not in ("dims", "optimizers")})
+  settings = results.to_json(
+    {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("dims", "optimizers")}
+  )
   saved = {}
   if resume and state_path:
     state = results.load_json(state_path, {})
     if state.get("units") and state.get("settings") != settings:
-      raise ValueError(f"resume: {state_path} was made with other settings "
-                       f"{state.get('settings')}; use another output folder or start afresh")
+      raise ValueError(
+        f"resume: {state_path} was made with other settings "
+        f"{state.get('settings')}; use another output folder or start afresh"
+      )
     saved = state.get("units", {})
   names = [(opt, n, f"{opt}/n{n}") for opt in cfg.optimizers for n in cfg.dims]
   done = sum(name in saved for *_, name in names)
@@ -453,28 +499,37 @@ def run(cfg: MatrixFactorizationConfig, *, state_path: Optional[str] = None,
     doc_units[name] = results.to_json(out)
     if state_path:
       results.atomic_write_json(state_path, {"settings": settings, "units": doc_units})
-    progress.advance(1, f"{name}: {cfg.seeds * len(cfg.kappas)} runs x {cfg.steps} steps, "
-                        f"final erank {out['erank_R'][..., -1].mean():.1f}, "
-                        f"rel loss {out['rel_loss_R'][..., -1].mean():.2e}")
-  return {"config": results.to_json(dataclasses.asdict(cfg)),
-          "record_steps": record_steps(cfg).tolist(),
-          "units": {name: doc_units[name] for *_, name in names},
-          "nonfinite": nonfinite,
-          "summary": summarize(units, cfg)}
+    progress.advance(
+      1,
+      f"{name}: {cfg.seeds * len(cfg.kappas)} runs x {cfg.steps} steps, "
+      f"final erank {out['erank_R'][..., -1].mean():.1f}, "
+      f"rel loss {out['rel_loss_R'][..., -1].mean():.2e}",
+    )
+  return {
+    "config": results.to_json(dataclasses.asdict(cfg)),
+    "record_steps": record_steps(cfg).tolist(),
+    "units": {name: doc_units[name] for *_, name in names},
+    "nonfinite": nonfinite,
+    "summary": summarize(units, cfg),
+  }
 
 
 def resummarize(res: dict) -> dict:
   """`res` with its summary recomputed from the stored traces (e.g. after the
   summary's statistics changed); the traces are not recomputed."""
-  cfg = MatrixFactorizationConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                     for k, v in res["config"].items()})
+  cfg = MatrixFactorizationConfig(
+    **{k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()}
+  )
   return {**res, "summary": summarize(units_from_results(res), cfg)}
 
 
 def units_from_results(res: dict) -> dict:
   """{(optimizer, n): traces as float arrays, NaN for null} from a `run` result."""
-  return {(opt, n): unit_from_json(res["units"][f"{opt}/n{n}"])
-          for opt in res["config"]["optimizers"] for n in res["config"]["dims"]}
+  return {
+    (opt, n): unit_from_json(res["units"][f"{opt}/n{n}"])
+    for opt in res["config"]["optimizers"]
+    for n in res["config"]["dims"]
+  }
 
 
 def unit_from_json(d: dict) -> dict:
@@ -488,10 +543,12 @@ TRACES = ("rel_loss_R", "batch_loss_R", "erank_R", "erank_normalized_R")
 def _fmt_fit(fit: dict | None) -> str:
   if fit is None:
     return "no fit (fewer than two distinct values crossed)"
-  return (f"{fit['exponent']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}] "
-          f"({fit['n']} runs, {fit['censored']} censored at step {fit['censored_at']}; "
-          f"step granularity {fit['step_granularity']}, {fit['distinct_steps']} distinct steps, "
-          f"resolution {fit['exponent_resolution']:.3f})")
+  return (
+    f"{fit['exponent']:+.3f} [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}] "
+    f"({fit['n']} runs, {fit['censored']} censored at step {fit['censored_at']}; "
+    f"step granularity {fit['step_granularity']}, {fit['distinct_steps']} distinct steps, "
+    f"resolution {fit['exponent_resolution']:.3f})"
+  )
 
 
 def _exponent_claim(claim_id, paper, criterion, fit, figure):
@@ -504,8 +561,15 @@ def _exponent_claim(claim_id, paper, criterion, fit, figure):
     # One recorded step already moves the exponent by more than the verdict
     # band: the grid cannot tell dimension-free from not.
     reproduced = None
-  return {"id": claim_id, "paper": paper, "criterion": criterion, "measured": _fmt_fit(fit),
-          "verdict": verdict, "reproduces": reproduced, "figure": figure}
+  return {
+    "id": claim_id,
+    "paper": paper,
+    "criterion": criterion,
+    "measured": _fmt_fit(fit),
+    "verdict": verdict,
+    "reproduces": reproduced,
+    "figure": figure,
+  }
 
 
 def claims(res: dict) -> list[dict]:
@@ -514,49 +578,73 @@ def claims(res: dict) -> list[dict]:
   cfg = res["config"]
   gap = summary.get("muon_minus_adamw_log10_final_loss")
   if gap is not None:
-    out.append({
-        "id": "fig2a", "paper": "Muon's loss descends precipitously, below AdamW's.",
+    out.append(
+      {
+        "id": "fig2a",
+        "paper": "Muon's loss descends precipitously, below AdamW's.",
         "criterion": "mean over (n, kappa, seed) of log10 final expected loss, Muon - AdamW, "
-                     "95% t CI; holds iff the CI lies below 0",
+        "95% t CI; holds iff the CI lies below 0",
         "measured": f"{gap['mean']:+.3f} [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}] "
-                    f"(n={gap['n']})",
-        "verdict": gap["verdict"], "reproduces": stats.reproduces(gap["verdict"], "holds"),
-        "figure": "fig2a.png"})
+        f"(n={gap['n']})",
+        "verdict": gap["verdict"],
+        "reproduces": stats.reproduces(gap["verdict"], "holds"),
+        "figure": "fig2a.png",
+      }
+    )
   if "muon" in summary:
     muon_summary = summary["muon"]
-    out.append(_exponent_claim(
-        "fig2b", "Muon's rank-expansion step is dimension-free.",
+    out.append(
+      _exponent_claim(
+        "fig2b",
+        "Muon's rank-expansion step is dimension-free.",
         f"log-log exponent of Muon's rank-expansion step (effective rank >= "
         f"{cfg['threshold_factor']}x initial) vs n = {cfg['dims']}, 95% bootstrap CI, "
-        f"exponent_verdict", muon_summary["exponent_vs_n"], "fig2b.png"))
+        f"exponent_verdict",
+        muon_summary["exponent_vs_n"],
+        "fig2b.png",
+      )
+    )
     worst = muon_summary["max_expansion_step_at_largest_kappa"]
     within = bool(muon_summary["all_crossed_at_largest_kappa"] and worst <= WITHIN_STEPS)
-    out.append({
+    out.append(
+      {
         "id": "fig2c",
         "paper": f"Under ill-conditioning Muon's rank expands within {WITHIN_STEPS} steps.",
         "criterion": f"every Muon run at kappa = {max(cfg['kappas']):g} reaches "
-                     f"{cfg['threshold_factor']}x its initial effective rank by step "
-                     f"{WITHIN_STEPS}",
+        f"{cfg['threshold_factor']}x its initial effective rank by step "
+        f"{WITHIN_STEPS}",
         "measured": f"latest crossing step {worst} over {len(cfg['dims'])} n x {cfg['seeds']} "
-                    f"seeds" + ("" if muon_summary["all_crossed_at_largest_kappa"]
-                                else " (some runs never crossed)"),
-        "verdict": "holds" if within else "does not hold", "reproduces": within,
-        "figure": "fig2c.png"})
+        f"seeds"
+        + ("" if muon_summary["all_crossed_at_largest_kappa"] else " (some runs never crossed)"),
+        "verdict": "holds" if within else "does not hold",
+        "reproduces": within,
+        "figure": "fig2c.png",
+      }
+    )
     contrast = summary.get(f"muon_minus_adamw_log10_erank_at_step_{WITHIN_STEPS}")
     if contrast is not None:
-      out.append({
+      out.append(
+        {
           "id": "fig2c (vs AdamW)",
           "paper": "AdamW's rank crawls while Muon's expands abruptly.",
           "criterion": f"log10 effective rank at step {WITHIN_STEPS}, Muon - AdamW, paired over "
-                       f"n and seeds at kappa = {max(cfg['kappas']):g}, 95% t CI; holds iff the "
-                       "CI lies above 0",
+          f"n and seeds at kappa = {max(cfg['kappas']):g}, 95% t CI; holds iff the "
+          "CI lies above 0",
           "measured": f"{contrast['mean']:+.3f} [{contrast['ci_low']:+.3f}, "
-                      f"{contrast['ci_high']:+.3f}] (n={contrast['n']})",
+          f"{contrast['ci_high']:+.3f}] (n={contrast['n']})",
           "verdict": contrast["verdict"],
-          "reproduces": stats.reproduces(contrast["verdict"], "holds"), "figure": "fig2c.png"})
-    out.append(_exponent_claim(
-        "fig2d", "Muon's rank expansion is invariant to the condition number.",
+          "reproduces": stats.reproduces(contrast["verdict"], "holds"),
+          "figure": "fig2c.png",
+        }
+      )
+    out.append(
+      _exponent_claim(
+        "fig2d",
+        "Muon's rank expansion is invariant to the condition number.",
         f"log-log exponent of Muon's rank-expansion step vs kappa = {cfg['kappas']}, 95% "
         f"bootstrap CI, exponent_verdict (its band read as kappa-invariance)",
-        muon_summary["exponent_vs_kappa"], "fig2d.png"))
+        muon_summary["exponent_vs_kappa"],
+        "fig2d.png",
+      )
+    )
   return out

@@ -68,9 +68,14 @@ def fit_loglog_exponent(x, y, *, n_boot: int = 1000, seed: int = 0, ci: float = 
     if np.ptp(lx[idx]) == 0:
       continue
     boots.append(np.polyfit(lx[idx], ly[idx], 1)[0])
-  lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if boots else (np.nan, np.nan))
-  return {"exponent": float(slope), "intercept": float(intercept),
-          "ci_low": float(lo), "ci_high": float(hi), "n": int(x.size)}
+  lo, hi = np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if boots else (np.nan, np.nan)
+  return {
+    "exponent": float(slope),
+    "intercept": float(intercept),
+    "ci_low": float(lo),
+    "ci_high": float(hi),
+    "n": int(x.size),
+  }
 
 
 # The project's one verdict rule for "is the exponent zero?". Every experiment
@@ -234,7 +239,9 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   t = np.asarray(tau, np.float64).ravel()
   e = np.asarray(escaped, bool).ravel()
   if not d.shape == t.shape == e.shape:
-    raise ValueError(f"D, tau, escaped must have one entry per run, got {d.size}, {t.size}, {e.size}")
+    raise ValueError(
+      f"D, tau, escaped must have one entry per run, got {d.size}, {t.size}, {e.size}"
+    )
   if np.any(d <= 0) or np.any(t <= 0):
     raise ValueError("D and tau must be positive")
   if np.unique(d).size < 2:
@@ -251,18 +258,37 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   per_d = []
   for v, idx in zip(dims, members):
     median, median_ci = kaplan_meier_median(t[idx], e[idx], ci=ci)
-    per_d.append({"D": float(v), "runs": int(idx.size), "escaped_frac": float(e[idx].mean()),
-                  "km_median": median, "km_median_ci": median_ci})
+    per_d.append(
+      {
+        "D": float(v),
+        "runs": int(idx.size),
+        "escaped_frac": float(e[idx].mean()),
+        "km_median": median,
+        "km_median_ci": median_ci,
+      }
+    )
   frac = np.array([p["escaped_frac"] for p in per_d])
   log_dims = np.log(dims)
 
-  out = {"n_boot": int(n_boot), "censored_frac": float(1 - e.mean()), "per_D": per_d,
-         "escape_fraction_slope": float(np.polyfit(log_dims, frac, 1)[0])}
+  out = {
+    "n_boot": int(n_boot),
+    "censored_frac": float(1 - e.mean()),
+    "per_D": per_d,
+    "escape_fraction_slope": float(np.polyfit(log_dims, frac, 1)[0]),
+  }
   nan_ci = (float("nan"), float("nan"))
   if not e.any():
-    return {**out, "exponent": float("nan"), "intercept": float("nan"),
-            "log_sigma": float("nan"), "converged": False, "ci": nan_ci, "ci_model": nan_ci,
-            "ci_method": "none", "escape_fraction_slope_ci": nan_ci}
+    return {
+      **out,
+      "exponent": float("nan"),
+      "intercept": float("nan"),
+      "log_sigma": float("nan"),
+      "converged": False,
+      "ci": nan_ci,
+      "ci_model": nan_ci,
+      "ci_method": "none",
+      "escape_fraction_slope_ci": nan_ci,
+    }
 
   theta, converged, info = _lognormal_aft_newton(x, y, e, np.ones((1, x.size)))
   p0, p1, r = theta[0]
@@ -274,8 +300,13 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
     se = float("nan")
   z = stats.norm.ppf(1 - q)
   ok = bool(converged[0]) and bool(np.isfinite(se))  # the Wald CI needs a proper maximum.
-  out.update(exponent=float(alpha), intercept=float(p0 / r), log_sigma=float(-np.log(r)),
-             converged=ok, ci_model=(float(alpha - z * se), float(alpha + z * se)) if ok else nan_ci)
+  out.update(
+    exponent=float(alpha),
+    intercept=float(p0 / r),
+    log_sigma=float(-np.log(r)),
+    converged=ok,
+    ci_model=(float(alpha - z * se), float(alpha + z * se)) if ok else nan_ci,
+  )
 
   if n_boot == 0:
     return {**out, "ci": out["ci_model"], "ci_method": "wald", "escape_fraction_slope_ci": nan_ci}
@@ -294,5 +325,9 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   # iterate carries the slope it is heading to.
   boot_alpha = np.where(has_escape, boot_theta[:, 1] / boot_theta[:, 2], np.inf)
   boot_ci = tuple(float(v) for v in np.quantile(boot_alpha, [q, 1 - q]))
-  return {**out, "ci": boot_ci, "ci_method": "bootstrap",
-          "escape_fraction_slope_ci": tuple(float(v) for v in np.quantile(frac_slopes, [q, 1 - q]))}
+  return {
+    **out,
+    "ci": boot_ci,
+    "ci_method": "bootstrap",
+    "escape_fraction_slope_ci": tuple(float(v) for v in np.quantile(frac_slopes, [q, 1 - q])),
+  }

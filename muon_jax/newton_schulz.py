@@ -40,11 +40,11 @@ KIMI_COEFFS = (3.4445, -4.7750, 2.0315)
 # Jiacheng You's 5-step schedule as shipped by Dion (Ahn et al. 2025,
 # arXiv:2504.05295) and optax.contrib (`_DION_NS_COEFFS`).
 DION_COEFFS = (
-    (4.0848, -6.8946, 2.9270),
-    (3.9505, -6.3029, 2.6377),
-    (3.7418, -5.5913, 2.3037),
-    (2.8769, -3.1427, 1.2046),
-    (2.8366, -3.0525, 1.2012),
+  (4.0848, -6.8946, 2.9270),
+  (3.9505, -6.3029, 2.6377),
+  (3.7418, -5.5913, 2.3037),
+  (2.8769, -3.1427, 1.2046),
+  (2.8366, -3.0525, 1.2012),
 )
 
 # Polar Express, degree 5 (Amsel, Persson, Musco, Gower 2025,
@@ -52,18 +52,18 @@ DION_COEFFS = (
 # divided by the paper's safety factor 1.01 (a/1.01, b/1.01^3, c/1.01^5);
 # steps beyond the table repeat the fixed point (1.875, -1.25, 0.375).
 _POLAR_EXPRESS_RAW = (
-    (8.28721201814563, -23.595886519098837, 17.300387312530933),
-    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
-    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
-    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
-    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
-    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
-    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+  (8.28721201814563, -23.595886519098837, 17.300387312530933),
+  (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+  (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+  (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+  (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+  (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+  (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
 )
 POLAR_EXPRESS_SAFETY = 1.01
 POLAR_EXPRESS_COEFFS = tuple(
-    (a / POLAR_EXPRESS_SAFETY, b / POLAR_EXPRESS_SAFETY**3,
-     c / POLAR_EXPRESS_SAFETY**5) for a, b, c in _POLAR_EXPRESS_RAW
+  (a / POLAR_EXPRESS_SAFETY, b / POLAR_EXPRESS_SAFETY**3, c / POLAR_EXPRESS_SAFETY**5)
+  for a, b, c in _POLAR_EXPRESS_RAW
 ) + ((1.875, -1.25, 0.375),)
 
 PRESETS = ("kimi", "dion", "polar_express")
@@ -82,17 +82,24 @@ def _preset_table(name: str):
     return DION_COEFFS
   if name == "polar_express":
     return POLAR_EXPRESS_COEFFS
-  raise ValueError(f"coeffs: unknown preset {name!r}; allowed: {', '.join(PRESETS)}"
-                   " or a tuple (a, b, c) or a per-step sequence of such tuples")
+  raise ValueError(
+    f"coeffs: unknown preset {name!r}; allowed: {', '.join(PRESETS)}"
+    " or a tuple (a, b, c) or a per-step sequence of such tuples"
+  )
 
 
 def _check_steps(steps) -> int:
   if isinstance(steps, jax.core.Tracer):
     # The project's bad-input contract is a ValueError naming the argument.
     raise ValueError(  # noqa: TRY004
-        "steps must be a static Python int; under optax.inject_hyperparams pass"
-        " static_args=('steps',) or leave steps at its default None")
-  if isinstance(steps, (np.ndarray, jax.Array)) and steps.ndim == 0 and jnp.issubdtype(steps.dtype, jnp.integer):
+      "steps must be a static Python int; under optax.inject_hyperparams pass"
+      " static_args=('steps',) or leave steps at its default None"
+    )
+  if (
+    isinstance(steps, (np.ndarray, jax.Array))
+    and steps.ndim == 0
+    and jnp.issubdtype(steps.dtype, jnp.integer)
+  ):
     steps = int(steps)
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
     raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -120,16 +127,20 @@ def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, floa
     if arr.shape == (3,):
       arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
-      raise ValueError(f"coeffs must be a preset name, (a, b, c) or a sequence of"
-                       f" (a, b, c); got array of shape {np.shape(coeffs)}")
+      raise ValueError(
+        f"coeffs must be a preset name, (a, b, c) or a sequence of"
+        f" (a, b, c); got array of shape {np.shape(coeffs)}"
+      )
     table = tuple(tuple(float(v) for v in row) for row in arr)
     name = "per-step coeffs schedule"
   if steps is None:
     steps = 5 if isinstance(coeffs, str) or len(table) == 1 else len(table)
   steps = _check_steps(steps)
   if len(table) > steps and not (isinstance(coeffs, str) and coeffs == "polar_express"):
-    raise ValueError(f"coeffs: {name} has {len(table)} rows but steps={steps}; pass"
-                     f" steps >= {len(table)} (the last row repeats) or a shorter table")
+    raise ValueError(
+      f"coeffs: {name} has {len(table)} rows but steps={steps}; pass"
+      f" steps >= {len(table)} (the last row repeats) or a shorter table"
+    )
   return tuple(table[min(i, len(table) - 1)] for i in range(steps))
 
 
@@ -279,9 +290,16 @@ def coefficient_table(coeffs, steps=None) -> jax.Array:
   return coeffs
 
 
-def orthogonalize(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = None,
-                  eps: float = 1e-7, ns_dtype=None, method: str = "auto",
-                  preconditioning: str = "frobenius") -> jax.Array:
+def orthogonalize(
+  x: jax.Array,
+  *,
+  coeffs: Coeffs = "kimi",
+  steps: int | None = None,
+  eps: float = 1e-7,
+  ns_dtype=None,
+  method: str = "auto",
+  preconditioning: str = "frobenius",
+) -> jax.Array:
   """Approximate polar factor of every matrix in `x` (shape (..., m, n)).
 
   Real and complex inputs: products use conjugate transposes, so a complex
@@ -321,15 +339,22 @@ def orthogonalize(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = 
     <https://arxiv.org/abs/2506.10935>`_, 2025.
   """
   if jnp.ndim(x) < 2:
-    raise ValueError(f"x: newton_schulz needs an array of shape (..., m, n), got shape {jnp.shape(x)}")
+    raise ValueError(
+      f"x: newton_schulz needs an array of shape (..., m, n), got shape {jnp.shape(x)}"
+    )
   if not jnp.issubdtype(x.dtype, jnp.inexact):
     raise ValueError(f"x: dtype must be floating or complex, got {x.dtype}")
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-  if (ns_dtype is not None and jnp.issubdtype(x.dtype, jnp.complexfloating)
-      and not jnp.issubdtype(ns_dtype, jnp.complexfloating)):
-    raise ValueError(f"ns_dtype: {jnp.dtype(ns_dtype).name} would drop the imaginary part of"
-                     f" {x.dtype} input; use None or a complex dtype")
+  if (
+    ns_dtype is not None
+    and jnp.issubdtype(x.dtype, jnp.complexfloating)
+    and not jnp.issubdtype(ns_dtype, jnp.complexfloating)
+  ):
+    raise ValueError(
+      f"ns_dtype: {jnp.dtype(ns_dtype).name} would drop the imaginary part of"
+      f" {x.dtype} input; use None or a complex dtype"
+    )
   if preconditioning not in PRECONDITIONINGS:
     raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}")
   traced_steps = None
@@ -339,8 +364,15 @@ def orthogonalize(x: jax.Array, *, coeffs: Coeffs = "kimi", steps: int | None = 
   else:
     coeffs_Sx3 = coefficient_table(coeffs, steps)
   ns_dtype = None if ns_dtype is None else jnp.dtype(ns_dtype).name
-  return _newton_schulz(x, coeffs_Sx3, eps, traced_steps, method=method, ns_dtype=ns_dtype,
-                        preconditioning=preconditioning)
+  return _newton_schulz(
+    x,
+    coeffs_Sx3,
+    eps,
+    traced_steps,
+    method=method,
+    ns_dtype=ns_dtype,
+    preconditioning=preconditioning,
+  )
 
 
 def polar_svd(x: jax.Array) -> jax.Array:

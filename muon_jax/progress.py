@@ -37,8 +37,10 @@ class Progress:
     left = self.total - self.done
     eta = elapsed / self._timed * left if self._timed else float("nan")
     pct = 100.0 * self.done / self.total if self.total else 100.0
-    line = (f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) elapsed {_clock(elapsed)}, "
-            f"ETA {_clock(eta) if math.isfinite(eta) else '?'}")
+    line = (
+      f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) elapsed {_clock(elapsed)}, "
+      f"ETA {_clock(eta) if math.isfinite(eta) else '?'}"
+    )
     if detail:
       line += f" | {detail}"
     logging.info(line)

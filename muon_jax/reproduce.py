@@ -53,6 +53,7 @@ class Experiment:
     refresh: refresh(results) -> results with the statistics recomputed from
       the stored raw measurements (applied when a resume reuses results).
   """
+
   name: str
   paper: str
   config_cls: type
@@ -68,68 +69,118 @@ class Experiment:
 def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str], bool]):
   """A saddle-escape experiment whose claim rows are those with ids `keep` accepts."""
   return Experiment(
-      name=name, paper=paper, config_cls=saddle.SaddleConfig, scales=scales,
-      run=lambda cfg, work_dir, resume: saddle.run(
-          cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume),
-      claims=lambda res: [c for c in saddle.claims(res) if keep(c["id"])],
-      figures=saddle_figures.figures,
-      summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
-      check=config_lib.check, refresh=saddle.resummarize)
+    name=name,
+    paper=paper,
+    config_cls=saddle.SaddleConfig,
+    scales=scales,
+    run=lambda cfg, work_dir, resume: saddle.run(
+      cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume
+    ),
+    claims=lambda res: [c for c in saddle.claims(res) if keep(c["id"])],
+    figures=saddle_figures.figures,
+    summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
+    check=config_lib.check,
+    refresh=saddle.resummarize,
+  )
 
 
-_SADDLE_PAPER_SCALE = {"signals": ("aligned", "incoherent"),
-                       "dims": (32, 64, 128, 256, 512, 1024), "curvatures": (0.1, 0.01, 0.001),
-                       "seeds": 16, "steps": 3000}
-_NOISE_ABLATION = {"optimizers": ("muon",), "muon_lrs": (0.02,),
-                   "noises": ("standard", "heavy_tail", "student_t")}
+_SADDLE_PAPER_SCALE = {
+  "signals": ("aligned", "incoherent"),
+  "dims": (32, 64, 128, 256, 512, 1024),
+  "curvatures": (0.1, 0.01, 0.001),
+  "seeds": 16,
+  "steps": 3000,
+}
+_NOISE_ABLATION = {
+  "optimizers": ("muon",),
+  "muon_lrs": (0.02,),
+  "noises": ("standard", "heavy_tail", "student_t"),
+}
 
 EXPERIMENTS = (
-    # cpu: the binary's default (one geometry, one lambda: Fig 1d is reported
-    # untestable there); gpu: the paper's sweep.
-    _saddle_experiment("saddle", "Fig 1a-d", {"cpu": {}, "gpu": _SADDLE_PAPER_SCALE},
-                       keep=lambda cid: not cid.startswith("fig5")),
-    # Fig 5's noise ablation: Muon at the paper's lr (its Fig 1 rows are the
-    # main saddle experiment's business).
-    _saddle_experiment("saddle_noise", "Fig 5a-b",
-                       {"cpu": _NOISE_ABLATION, "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION}},
-                       keep=lambda cid: cid.startswith("fig5")),
-    Experiment(
-        name="polynomial", paper="Lemma 2, Lemma 3, Sec 10.1, Lemma 9",
-        config_cls=theory.PolynomialConfig,
-        scales={"cpu": {},
-                "gpu": {"sweep_ns": (64, 128, 256, 512, 1024, 2048), "sweep_trials": 8,
-                        "spike_m": 1024, "spike_n": 2048, "spike_trials": 5}},
-        run=lambda cfg, work_dir, resume: theory.run(cfg),
-        claims=theory.claims, figures=polynomial_figures.figures,
-        summary=lambda res: {k: v for k, v in res.items()
-                             if not k.endswith(".raw") and k not in ("presets", "sec10_1")},
-        check=theory.check_config),
-    Experiment(
-        name="matrix_factorization", paper="Fig 2a-d",
-        config_cls=matrix_factorization.MatrixFactorizationConfig,
-        scales={"cpu": {},
-                "gpu": {"dims": (64, 128, 256, 512, 1024), "steps": 5000}},
-        run=lambda cfg, work_dir, resume: matrix_factorization.run(
-            cfg, state_path=os.path.join(work_dir, "units.json"), resume=resume),
-        claims=matrix_factorization.claims, figures=mf_figures.figures,
-        summary=lambda res: {"config": res["config"], "nonfinite": res["nonfinite"],
-                             "summary": res["summary"]},
-        check=matrix_factorization.check_config, refresh=matrix_factorization.resummarize),
-    Experiment(
-        name="landscape", paper="Fig 3, Fig 4",
-        config_cls=landscape_experiment.LandscapeConfig,
-        scales={"cpu": {},
-                "gpu": {"model": "160m", "steps": 10000, "probe_steps": (100, 10000),
-                        "probe_grid": 41,
-                        "seq_len": 1024, "global_batch": 512,
-                        "probe_path": "layers/9/mlp/down_proj", "probe_grad_batches": 50,
-                        "probe_eval_batches": 10, "probe_batch": 16}},
-        run=lambda cfg, work_dir, resume: landscape_experiment.run(cfg, work_dir, resume=resume),
-        claims=landscape_experiment.claims, figures=landscape_figures.figures,
-        summary=lambda res: {k: v for k, v in res.items() if k != "surfaces"},
-        check=landscape_experiment.check_config, refresh=landscape_experiment.recompare),
+  # cpu: the binary's default (one geometry, one lambda: Fig 1d is reported
+  # untestable there); gpu: the paper's sweep.
+  _saddle_experiment(
+    "saddle",
+    "Fig 1a-d",
+    {"cpu": {}, "gpu": _SADDLE_PAPER_SCALE},
+    keep=lambda cid: not cid.startswith("fig5"),
+  ),
+  # Fig 5's noise ablation: Muon at the paper's lr (its Fig 1 rows are the
+  # main saddle experiment's business).
+  _saddle_experiment(
+    "saddle_noise",
+    "Fig 5a-b",
+    {"cpu": _NOISE_ABLATION, "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION}},
+    keep=lambda cid: cid.startswith("fig5"),
+  ),
+  Experiment(
+    name="polynomial",
+    paper="Lemma 2, Lemma 3, Sec 10.1, Lemma 9",
+    config_cls=theory.PolynomialConfig,
+    scales={
+      "cpu": {},
+      "gpu": {
+        "sweep_ns": (64, 128, 256, 512, 1024, 2048),
+        "sweep_trials": 8,
+        "spike_m": 1024,
+        "spike_n": 2048,
+        "spike_trials": 5,
+      },
+    },
+    run=lambda cfg, work_dir, resume: theory.run(cfg),
+    claims=theory.claims,
+    figures=polynomial_figures.figures,
+    summary=lambda res: {
+      k: v for k, v in res.items() if not k.endswith(".raw") and k not in ("presets", "sec10_1")
+    },
+    check=theory.check_config,
+  ),
+  Experiment(
+    name="matrix_factorization",
+    paper="Fig 2a-d",
+    config_cls=matrix_factorization.MatrixFactorizationConfig,
+    scales={"cpu": {}, "gpu": {"dims": (64, 128, 256, 512, 1024), "steps": 5000}},
+    run=lambda cfg, work_dir, resume: matrix_factorization.run(
+      cfg, state_path=os.path.join(work_dir, "units.json"), resume=resume
+    ),
+    claims=matrix_factorization.claims,
+    figures=mf_figures.figures,
+    summary=lambda res: {
+      "config": res["config"],
+      "nonfinite": res["nonfinite"],
+      "summary": res["summary"],
+    },
+    check=matrix_factorization.check_config,
+    refresh=matrix_factorization.resummarize,
+  ),
+  Experiment(
+    name="landscape",
+    paper="Fig 3, Fig 4",
+    config_cls=landscape_experiment.LandscapeConfig,
+    scales={
+      "cpu": {},
+      "gpu": {
+        "model": "160m",
+        "steps": 10000,
+        "probe_steps": (100, 10000),
+        "probe_grid": 41,
+        "seq_len": 1024,
+        "global_batch": 512,
+        "probe_path": "layers/9/mlp/down_proj",
+        "probe_grad_batches": 50,
+        "probe_eval_batches": 10,
+        "probe_batch": 16,
+      },
+    },
+    run=lambda cfg, work_dir, resume: landscape_experiment.run(cfg, work_dir, resume=resume),
+    claims=landscape_experiment.claims,
+    figures=landscape_figures.figures,
+    summary=lambda res: {k: v for k, v in res.items() if k != "surfaces"},
+    check=landscape_experiment.check_config,
+    refresh=landscape_experiment.recompare,
+  ),
 )
-
 
 
 def experiment_config(experiment: Experiment, scale: str):
@@ -142,12 +193,14 @@ def experiment_config(experiment: Experiment, scale: str):
 def provenance(argv: list[str]) -> dict:
   """Commit (and whether the tree is dirty), library versions, devices, command line."""
   import jax
+
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
   def git(*args):
     try:
-      return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                            timeout=30).stdout.strip()
+      return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=30
+      ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
       return ""
 
@@ -158,22 +211,28 @@ def provenance(argv: list[str]) -> dict:
     except importlib.metadata.PackageNotFoundError:
       versions[package] = None
   devices = jax.devices()
-  return {"commit": git("rev-parse", "HEAD") or None,
-          "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-          "versions": versions,
-          "device": {"platform": devices[0].platform, "kind": devices[0].device_kind,
-                     "count": len(devices)},
-          "cpu_count": os.cpu_count(),
-          "command": shlex.join(argv),
-          "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+  return {
+    "commit": git("rev-parse", "HEAD") or None,
+    "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    "versions": versions,
+    "device": {
+      "platform": devices[0].platform,
+      "kind": devices[0].device_kind,
+      "count": len(devices),
+    },
+    "cpu_count": os.cpu_count(),
+    "command": shlex.join(argv),
+    "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+  }
 
 
 def check_claims(claims: list[dict]) -> None:
   """Raises ValueError unless every claim dict has exactly the report's keys."""
   for claim in claims:
     if set(claim) != set(CLAIM_KEYS):
-      raise ValueError(f"claims: {claim.get('id')!r} has keys {sorted(claim)}, "
-                       f"need {list(CLAIM_KEYS)}")
+      raise ValueError(
+        f"claims: {claim.get('id')!r} has keys {sorted(claim)}, need {list(CLAIM_KEYS)}"
+      )
 
 
 def check(scale: str, only: Optional[tuple[str, ...]] = None) -> dict:
@@ -189,8 +248,9 @@ def check(scale: str, only: Optional[tuple[str, ...]] = None) -> dict:
   only = tuple(only) if only else tuple(names)
   unknown = sorted(set(only) - set(names))
   if unknown:
-    raise ValueError(f"only={','.join(unknown)} is not an experiment; choose from "
-                     f"{', '.join(names)}")
+    raise ValueError(
+      f"only={','.join(unknown)} is not an experiment; choose from {', '.join(names)}"
+    )
   configs = {}
   for exp in EXPERIMENTS:
     if exp.name in only:
@@ -203,8 +263,14 @@ def check(scale: str, only: Optional[tuple[str, ...]] = None) -> dict:
   return configs
 
 
-def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
-            only: Optional[tuple[str, ...]] = None) -> dict:
+def run_all(
+  scale: str,
+  out_dir: str,
+  *,
+  argv: list[str],
+  resume: bool = False,
+  only: Optional[tuple[str, ...]] = None,
+) -> dict:
   """Runs every registered experiment at `scale` into out_dir; writes summary.json + REPORT.md.
 
   Args:
@@ -224,23 +290,29 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
   chosen = [e for e in EXPERIMENTS if e.name in configs]
   summary_path = os.path.join(out_dir, SUMMARY_NAME)
   previous = results.load_json(summary_path, {}) if resume else {}
-  summary = {"scale": scale, "provenance": provenance(argv),
-             "experiments": {name: exp for name, exp in previous.get("experiments", {}).items()
-                             if name not in configs and previous.get("scale") == scale}}
+  summary = {
+    "scale": scale,
+    "provenance": provenance(argv),
+    "experiments": {
+      name: exp
+      for name, exp in previous.get("experiments", {}).items()
+      if name not in configs and previous.get("scale") == scale
+    },
+  }
   progress = Progress(len(chosen), f"reproduce ({scale})")
   for exp in chosen:
     folder = os.path.join(out_dir, exp.name)
     full_path = os.path.join(folder, "results.json")
     cfg_json = results.to_json(dataclasses.asdict(configs[exp.name]))
     done = previous.get("experiments", {}).get(exp.name)
-    reuse = bool(resume and done and done.get("config") == cfg_json
-                 and os.path.exists(full_path))
+    reuse = bool(resume and done and done.get("config") == cfg_json and os.path.exists(full_path))
     if reuse:
       # Claims, figures and the summary are re-derived from the stored results,
       # so a changed judgement applies without recomputing the experiment.
       res, wall_s = exp.refresh(results.load_json(full_path)), done["wall_s"]
       computed_at = done.get("computed_at") or {
-          k: previous["provenance"][k] for k in ("commit", "dirty", "started_utc")}
+        k: previous["provenance"][k] for k in ("commit", "dirty", "started_utc")
+      }
     else:
       computed_at = {k: summary["provenance"][k] for k in ("commit", "dirty", "started_utc")}
       start = time.monotonic()
@@ -254,17 +326,27 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
     for name, fig in exp.figures(res).items():
       results.save_figure(fig, os.path.join(folder, f"{name}.png"))
       figure_names.append(f"{name}.png")
-    entry = {"paper": exp.paper, "config": cfg_json, "wall_s": round(wall_s, 1),
-             "computed_at": computed_at,
-             "figures": figure_names, "claims": claims, "summary": exp.summary(res)}
+    entry = {
+      "paper": exp.paper,
+      "config": cfg_json,
+      "wall_s": round(wall_s, 1),
+      "computed_at": computed_at,
+      "figures": figure_names,
+      "claims": claims,
+      "summary": exp.summary(res),
+    }
     if reuse:
       entry["resumed"] = True
     summary["experiments"][exp.name] = results.to_json(entry)
     write(summary, out_dir)
-    progress.advance(1, f"{exp.name}{' (reused)' if reuse else ''} in {wall_s:.0f}s: "
-                        + ", ".join(f"{c['id']} {c['verdict']}" for c in claims))
-  summary["experiments"] = {e.name: summary["experiments"][e.name] for e in EXPERIMENTS
-                            if e.name in summary["experiments"]}
+    progress.advance(
+      1,
+      f"{exp.name}{' (reused)' if reuse else ''} in {wall_s:.0f}s: "
+      + ", ".join(f"{c['id']} {c['verdict']}" for c in claims),
+    )
+  summary["experiments"] = {
+    e.name: summary["experiments"][e.name] for e in EXPERIMENTS if e.name in summary["experiments"]
+  }
   write(summary, out_dir)
   logging.info("wrote %s and %s", summary_path, os.path.join(out_dir, REPORT_NAME))
   return summary
@@ -273,8 +355,7 @@ def run_all(scale: str, out_dir: str, *, argv: list[str], resume: bool = False,
 def write(summary: dict, out_dir: str) -> None:
   """Writes summary.json and the REPORT.md rendered from it (atomically)."""
   results.atomic_write_json(os.path.join(out_dir, SUMMARY_NAME), summary)
-  results.atomic_write_bytes(os.path.join(out_dir, REPORT_NAME),
-                             render_report(summary).encode())
+  results.atomic_write_bytes(os.path.join(out_dir, REPORT_NAME), render_report(summary).encode())
 
 
 def _cell(value) -> str:
@@ -294,40 +375,65 @@ def _clock(seconds: float) -> str:
 def render_report(summary: dict) -> str:
   """REPORT.md from a summary: claims table, what was not run, provenance."""
   prov = summary["provenance"]
-  lines = [f"# Reproduction report: scale {summary['scale']}", "",
-           "Rendered by `muon_jax.reproduce.render_report` from `summary.json` in this folder. "
-           "Exponent claims use `metrics.exponent_verdict` (95% CI inside "
-           "±DIMENSION_FREE_DELTA = dimension-free); Muon-vs-AdamW claims hold only if the 95% "
-           "CI of the difference excludes 0 in the paper's direction.", "",
-           "## Claims", "",
-           "| claim | paper says | criterion | measured | verdict | reproduces | figure |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    f"# Reproduction report: scale {summary['scale']}",
+    "",
+    "Rendered by `muon_jax.reproduce.render_report` from `summary.json` in this folder. "
+    "Exponent claims use `metrics.exponent_verdict` (95% CI inside "
+    "±DIMENSION_FREE_DELTA = dimension-free); Muon-vs-AdamW claims hold only if the 95% "
+    "CI of the difference excludes 0 in the paper's direction.",
+    "",
+    "## Claims",
+    "",
+    "| claim | paper says | criterion | measured | verdict | reproduces | figure |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for name, exp in summary["experiments"].items():
     for c in exp["claims"]:
       figure = f"[{c['figure']}]({name}/{c['figure']})" if c["figure"] else ""
-      lines.append("| " + " | ".join([
-          _cell(c["id"]), _cell(c["paper"]), _cell(c["criterion"]), _cell(c["measured"]),
-          _cell(c["verdict"]), _reproduces(c["reproduces"]), figure]) + " |")
+      lines.append(
+        "| "
+        + " | ".join(
+          [
+            _cell(c["id"]),
+            _cell(c["paper"]),
+            _cell(c["criterion"]),
+            _cell(c["measured"]),
+            _cell(c["verdict"]),
+            _reproduces(c["reproduces"]),
+            figure,
+          ]
+        )
+        + " |"
+      )
   versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items())
   dev = prov["device"]
-  lines += ["", "## Provenance", "",
-            f"- commit: `{prov['commit']}`" + (" (working tree had uncommitted changes)"
-                                               if prov["dirty"] else " (clean tree)"),
-            f"- versions: {versions}",
-            f"- device: {dev['count']} x {dev['kind']} ({dev['platform']}), "
-            f"{prov['cpu_count']} CPU cores",
-            f"- command: `{prov['command']}`",
-            f"- started: {prov['started_utc']} UTC", "",
-            "| experiment | covers | wall time | computed at | config |", "|---|---|---|---|---|"]
+  lines += [
+    "",
+    "## Provenance",
+    "",
+    f"- commit: `{prov['commit']}`"
+    + (" (working tree had uncommitted changes)" if prov["dirty"] else " (clean tree)"),
+    f"- versions: {versions}",
+    f"- device: {dev['count']} x {dev['kind']} ({dev['platform']}), {prov['cpu_count']} CPU cores",
+    f"- command: `{prov['command']}`",
+    f"- started: {prov['started_utc']} UTC",
+    "",
+    "| experiment | covers | wall time | computed at | config |",
+    "|---|---|---|---|---|",
+  ]
   total = 0.0
   for name, exp in summary["experiments"].items():
     total += exp["wall_s"]
-    config = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-                       for k, v in exp["config"].items())
+    config = ", ".join(
+      f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in exp["config"].items()
+    )
     at = exp["computed_at"]
-    lines.append(f"| {name} | {exp['paper']} | {_clock(exp['wall_s'])}"
-                 + (" (earlier run, reused)" if exp.get("resumed") else "")
-                 + f" | `{(at['commit'] or '?')[:10]}`{' (dirty)' if at['dirty'] else ''} "
-                 f"{at['started_utc']} | {_cell(config)} |")
+    lines.append(
+      f"| {name} | {exp['paper']} | {_clock(exp['wall_s'])}"
+      + (" (earlier run, reused)" if exp.get("resumed") else "")
+      + f" | `{(at['commit'] or '?')[:10]}`{' (dirty)' if at['dirty'] else ''} "
+      f"{at['started_utc']} | {_cell(config)} |"
+    )
   lines += [f"| total | | {_clock(total)} | | |", ""]
   return "\n".join(lines)

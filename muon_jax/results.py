@@ -77,6 +77,7 @@ def save_figure(fig, path: str) -> None:
   """Saves a matplotlib figure atomically as PNG and closes it."""
   import io
   import matplotlib.pyplot as plt
+
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
   plt.close(fig)

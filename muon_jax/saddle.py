@@ -91,6 +91,7 @@ class SimConfig:
     tail_exponent: alpha of the heavy_tail column variance profile j^-alpha.
     chunk: steps per scan chunk between "all escaped?" checks.
   """
+
   n: int
   signal: str = "aligned"
   noise: str = "standard"
@@ -129,6 +130,7 @@ class SimConfig:
 
 class Geometry(NamedTuple):
   """Structural direction S = u_S v_S^T and the bulk variance profile."""
+
   u: jax.Array  # (n,), unit.
   v: jax.Array  # (n,), unit.
   col_var: jax.Array  # (n,), per-column bulk variance / sigma^2 (mean 1).
@@ -136,6 +138,7 @@ class Geometry(NamedTuple):
 
 class CellState(NamedTuple):
   """Per-cell carry of the simulation (leading cell axis when batched)."""
+
   w: jax.Array  # (n, n) parameters.
   w0: jax.Array  # (n, n) parameters at step 0.
   opt_state: Any
@@ -319,9 +322,17 @@ def init_cell(optimizer_fn: OptimizerFn, cfg: SimConfig, key, lr) -> CellState:
   starts = jax.random.normal(kp, (3, cfg.n))
   starts = starts / jnp.linalg.norm(starts, axis=1, keepdims=True)
   k = len(METRICS)
-  return CellState(w=w, w0=w, opt_state=optimizer_fn(lr).init(w), v_pow=starts[0],
-                   v_delta=starts[1], v_perp=starts[2], values=jnp.zeros((k - 1,)),
-                   tau=jnp.full((k,), cfg.steps, jnp.int32), hit=jnp.zeros((k,), bool))
+  return CellState(
+    w=w,
+    w0=w,
+    opt_state=optimizer_fn(lr).init(w),
+    v_pow=starts[0],
+    v_delta=starts[1],
+    v_perp=starts[2],
+    values=jnp.zeros((k - 1,)),
+    tau=jnp.full((k,), cfg.steps, jnp.int32),
+    hit=jnp.zeros((k,), bool),
+  )
 
 
 def update_metrics(tau, hit, t, values, thresholds, track):
@@ -334,8 +345,17 @@ def update_metrics(tau, hit, t, values, thresholds, track):
   return jnp.where(new, t + 1, tau), hit | new
 
 
-def step_cell(optimizer_fn: OptimizerFn, cfg: SimConfig, geom: Geometry, state: CellState,
-              t, key, lam, kappa, lr) -> CellState:
+def step_cell(
+  optimizer_fn: OptimizerFn,
+  cfg: SimConfig,
+  geom: Geometry,
+  state: CellState,
+  t,
+  key,
+  lam,
+  kappa,
+  lr,
+) -> CellState:
   """One optimizer step (step index t, 0-based) of one cell.
 
   key is the cell's stream key (step t draws from fold_in(key, t)). The cell
@@ -355,15 +375,31 @@ def step_cell(optimizer_fn: OptimizerFn, cfg: SimConfig, geom: Geometry, state: 
   spectral, v_delta = top_singular_value(delta, state.v_delta, cfg.power_iters)
   perp_spectral, v_perp = top_singular_value(perp, state.v_perp, cfg.power_iters)
   # |<S, Delta>| = |u_S^T Delta v_S| <= ||Delta||_2, so the max is still a lower bound.
-  values = jnp.stack([jnp.abs(proj), jnp.linalg.norm(delta), jnp.maximum(spectral, jnp.abs(proj)),
-                      jnp.linalg.norm(perp), perp_spectral])
+  values = jnp.stack(
+    [
+      jnp.abs(proj),
+      jnp.linalg.norm(delta),
+      jnp.maximum(spectral, jnp.abs(proj)),
+      jnp.linalg.norm(perp),
+      perp_spectral,
+    ]
+  )
   r, rp = cfg.radius, cfg.race_radius
   thresholds = jnp.array([r, r, r, rp, rp, cfg.lock_threshold])
   # Lock counts only up to the structural escape (Definition 1 compares them).
   track = jnp.ones(len(METRICS), bool).at[-1].set(~state.hit[0])
   tau, hit = update_metrics(state.tau, state.hit, t, jnp.append(values, align), thresholds, track)
-  new = CellState(w=w, w0=state.w0, opt_state=opt_state, v_pow=v1, v_delta=v_delta,
-                  v_perp=v_perp, values=values, tau=tau, hit=hit)
+  new = CellState(
+    w=w,
+    w0=state.w0,
+    opt_state=opt_state,
+    v_pow=v1,
+    v_delta=v_delta,
+    v_perp=v_perp,
+    values=values,
+    tau=tau,
+    hit=hit,
+  )
   frozen = state.hit[0] | (t >= cfg.steps)
   return jax.tree.map(lambda a, b: jnp.where(frozen, a, b), state, new)
 
@@ -374,18 +410,24 @@ def step_cell(optimizer_fn: OptimizerFn, cfg: SimConfig, geom: Geometry, state: 
 
 class Grid(NamedTuple):
   """Flat list of cells (all arrays of shape (C,))."""
+
   lam: np.ndarray
   kappa: np.ndarray
   lr: np.ndarray
   seed_index: np.ndarray
 
 
-def make_grid(lams: Sequence[float], kappas: Sequence[float], lrs: Sequence[float],
-              seed_indices: Sequence[int]) -> Grid:
+def make_grid(
+  lams: Sequence[float], kappas: Sequence[float], lrs: Sequence[float], seed_indices: Sequence[int]
+) -> Grid:
   """Cartesian product in (lam, kappa, lr, seed) order, flattened."""
-  mesh = np.meshgrid(np.asarray(lams, np.float32), np.asarray(kappas, np.float32),
-                     np.asarray(lrs, np.float32), np.asarray(seed_indices, np.int32),
-                     indexing="ij")
+  mesh = np.meshgrid(
+    np.asarray(lams, np.float32),
+    np.asarray(kappas, np.float32),
+    np.asarray(lrs, np.float32),
+    np.asarray(seed_indices, np.int32),
+    indexing="ij",
+  )
   return Grid(*(a.ravel() for a in mesh))
 
 
@@ -405,8 +447,15 @@ def _outputs(tau_CxK: np.ndarray, hit_CxK: np.ndarray, w_final: np.ndarray) -> d
   return out
 
 
-def run_grid(optimizer_fn: OptimizerFn, cfg: SimConfig, grid: Grid, *, seed: int = 0,
-             devices: Sequence[Any] | None = None, trace: bool = False) -> dict:
+def run_grid(
+  optimizer_fn: OptimizerFn,
+  cfg: SimConfig,
+  grid: Grid,
+  *,
+  seed: int = 0,
+  devices: Sequence[Any] | None = None,
+  trace: bool = False,
+) -> dict:
   """Simulates every cell of `grid` for one n / signal / noise / optimizer in one compile.
 
   Args:
@@ -437,8 +486,14 @@ def run_grid(optimizer_fn: OptimizerFn, cfg: SimConfig, grid: Grid, *, seed: int
   return out
 
 
-def build_grid_fn(optimizer_fn: OptimizerFn, cfg: SimConfig, *, seed: int = 0,
-                  devices: Sequence[Any] | None = None, trace: bool = False):
+def build_grid_fn(
+  optimizer_fn: OptimizerFn,
+  cfg: SimConfig,
+  *,
+  seed: int = 0,
+  devices: Sequence[Any] | None = None,
+  trace: bool = False,
+):
   """The jitted grid function behind `run_grid` (for benchmarks that reuse it).
 
   Returns f(lam_C, kappa_C, lr_C, seed_index_C) -> (CellState batched over C,
@@ -447,8 +502,9 @@ def build_grid_fn(optimizer_fn: OptimizerFn, cfg: SimConfig, *, seed: int = 0,
   """
   devices = list(devices or jax.local_devices())
   geom = make_geometry(cfg, seed)
-  step_all = jax.vmap(functools.partial(step_cell, optimizer_fn, cfg, geom),
-                      in_axes=(0, None, 0, 0, 0, 0))
+  step_all = jax.vmap(
+    functools.partial(step_cell, optimizer_fn, cfg, geom), in_axes=(0, None, 0, 0, 0, 0)
+  )
   n_values = len(METRICS) - 1
 
   def local(lam, kappa, lr, si):
@@ -474,8 +530,9 @@ def build_grid_fn(optimizer_fn: OptimizerFn, cfg: SimConfig, *, seed: int = 0,
     return state, buf
 
   mesh = Mesh(np.asarray(devices), ("cells",))
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("cells"), out_specs=P("cells"),
-                               check_vma=False))
+  return jax.jit(
+    jax.shard_map(local, mesh=mesh, in_specs=P("cells"), out_specs=P("cells"), check_vma=False)
+  )
 
 
 def _forward_fill(trace_CxTxV: np.ndarray) -> np.ndarray:
@@ -484,7 +541,7 @@ def _forward_fill(trace_CxTxV: np.ndarray) -> np.ndarray:
   for row in out:
     written = np.flatnonzero(np.isfinite(row[:, 0]))
     if written.size and written[-1] + 1 < len(row):
-      row[written[-1] + 1:] = row[written[-1]]
+      row[written[-1] + 1 :] = row[written[-1]]
   return out
 
 
@@ -504,8 +561,7 @@ def make_cell_step(optimizer_fn: OptimizerFn, cfg: SimConfig, *, seed: int = 0):
   return init, step
 
 
-def run_cell_loop(optimizer_fn: OptimizerFn, cfg: SimConfig, grid: Grid, *,
-                  seed: int = 0) -> dict:
+def run_cell_loop(optimizer_fn: OptimizerFn, cfg: SimConfig, grid: Grid, *, seed: int = 0) -> dict:
   """Reference: each cell separately, one jitted step per Python iteration.
 
   Stops a cell at its structural escape. Same outputs as `run_grid` (without
@@ -521,8 +577,9 @@ def run_cell_loop(optimizer_fn: OptimizerFn, cfg: SimConfig, grid: Grid, *,
       if bool(state.hit[0]):
         break
     rows.append(jax.device_get(state))
-  return _outputs(np.stack([r.tau for r in rows]), np.stack([r.hit for r in rows]),
-                  np.stack([r.w for r in rows]))
+  return _outputs(
+    np.stack([r.tau for r in rows]), np.stack([r.hit for r in rows]), np.stack([r.w for r in rows])
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -532,8 +589,10 @@ def run_cell_loop(optimizer_fn: OptimizerFn, cfg: SimConfig, grid: Grid, *,
 # W_11 follows a 1-D process whose law does not depend on n, so their
 # structural escape time at a fixed lr cannot test a dimension claim.
 SEPARABLE = ("adamw", "sgd")
-UNTESTABLE_REASON = ("coordinate-separable optimizer with S = E_11: W_11 evolves as a 1-D process "
-                     "whose law does not depend on n")
+UNTESTABLE_REASON = (
+  "coordinate-separable optimizer with S = E_11: W_11 evolves as a 1-D process "
+  "whose law does not depend on n"
+)
 PAPER_LR = {"muon": 0.02, "adamw": 1e-3, "sgd": 1e-2}  # App 11.1.
 
 
@@ -549,43 +608,60 @@ class SaddleConfig:
   one compile per (optimizer, signal, noise, n), the learning rate a batched
   axis of it.
   """
-  dims: tuple[int, ...] = field((16, 32, 64, 128), "matrix sides n (D = n^2)", low=2,
-                                high=16384)
-  curvatures: tuple[float, ...] = field((0.1,), "negative curvatures lambda", low=0, high=1e3,
-                                        low_open=True)
-  kappas: tuple[float, ...] = field((1.0, 100.0), "structural variance ratios kappa", low=1,
-                                    high=1e8)
+
+  dims: tuple[int, ...] = field((16, 32, 64, 128), "matrix sides n (D = n^2)", low=2, high=16384)
+  curvatures: tuple[float, ...] = field(
+    (0.1,), "negative curvatures lambda", low=0, high=1e3, low_open=True
+  )
+  kappas: tuple[float, ...] = field(
+    (1.0, 100.0), "structural variance ratios kappa", low=1, high=1e8
+  )
   seeds: int = field(8, "seeds per cell", low=1, high=10000)
   steps: int = field(1000, "step budget (censoring value)", low=1, high=10**7)
   optimizers: tuple[str, ...] = field(("muon", "adamw"), "optimizers", choices=OPTIMIZERS)
   # Muon's law is the same in both geometries (equivariance, rotation-invariant
   # noise); AdamW's structural tau is only testable in the incoherent one.
-  signals: tuple[str, ...] = field(("incoherent",), "signal geometries: aligned S = E_11, "
-                                   "incoherent S = u v^T", choices=SIGNALS)
+  signals: tuple[str, ...] = field(
+    ("incoherent",), "signal geometries: aligned S = E_11, incoherent S = u v^T", choices=SIGNALS
+  )
   noises: tuple[str, ...] = field(("standard",), "noise modalities (App 11.2)", choices=NOISES)
-  muon_lrs: tuple[float, ...] = field(_lr_grid(2e-4, 0.2), "Muon learning rates (log grid)",
-                                      low=0, high=10, low_open=True)
-  adamw_lrs: tuple[float, ...] = field(_lr_grid(1e-4, 0.1), "AdamW learning rates (log grid)",
-                                       low=0, high=10, low_open=True)
-  sgd_lrs: tuple[float, ...] = field(_lr_grid(1e-3, 1.0), "SGD learning rates (log grid)", low=0,
-                                     high=10, low_open=True)
+  muon_lrs: tuple[float, ...] = field(
+    _lr_grid(2e-4, 0.2), "Muon learning rates (log grid)", low=0, high=10, low_open=True
+  )
+  adamw_lrs: tuple[float, ...] = field(
+    _lr_grid(1e-4, 0.1), "AdamW learning rates (log grid)", low=0, high=10, low_open=True
+  )
+  sgd_lrs: tuple[float, ...] = field(
+    _lr_grid(1e-3, 1.0), "SGD learning rates (log grid)", low=0, high=10, low_open=True
+  )
   radius: float = field(1.0, "Taylor radius R of every escape criterion", low=0, low_open=True)
   # Optional[...] rather than "| None": config.element_type reads typing.Union.
   perp_radius: Optional[float] = field(  # noqa: UP045
-      None, "R_perp of the orthogonal deviation in the race (unset: R)", low=0, low_open=True)
-  success_level: float = field(0.5, "race-success probability an lr needs to enter tau*", low=0,
-                               high=1, low_open=True, high_open=True)
-  independent_draws: bool = field(False, "own random keys per (optimizer, lam, kappa, lr) group "
-                                  "instead of common random numbers")
+    None, "R_perp of the orthogonal deviation in the race (unset: R)", low=0, low_open=True
+  )
+  success_level: float = field(
+    0.5,
+    "race-success probability an lr needs to enter tau*",
+    low=0,
+    high=1,
+    low_open=True,
+    high_open=True,
+  )
+  independent_draws: bool = field(
+    False, "own random keys per (optimizer, lam, kappa, lr) group instead of common random numbers"
+  )
   sigma: float = field(1.0, "bulk noise std per entry", low=0, low_open=True)
-  lock_threshold: float = field(0.9, "tau_lock level of |u1.u_S||v1.v_S|", low=0, high=1,
-                                low_open=True)
-  power_iters: int = field(3, "warm-started power iterations per step and spectral norm", low=1,
-                           high=100)
+  lock_threshold: float = field(
+    0.9, "tau_lock level of |u1.u_S||v1.v_S|", low=0, high=1, low_open=True
+  )
+  power_iters: int = field(
+    3, "warm-started power iterations per step and spectral norm", low=1, high=100
+  )
   init_scale: float = field(0.0, "W_0 = init_scale * Gaussian", low=0, high=1, high_open=True)
   bulk_curvature: float = field(0.0, "positive curvature mu off the structural direction", low=0)
-  tail_df: int = field(3, "Student-t degrees of freedom of heavy_tail and student_t", low=3,
-                       high=1000)
+  tail_df: int = field(
+    3, "Student-t degrees of freedom of heavy_tail and student_t", low=3, high=1000
+  )
   tail_exponent: float = field(1.0, "heavy_tail column variance profile j^-alpha", low=0, high=4)
   chunk: int = field(100, "steps between 'all escaped?' checks", low=1, high=10**5)
   n_boot: int = field(1000, "seed-bootstrap resamples of each exponent CI", low=0, high=10**5)
@@ -595,11 +671,22 @@ class SaddleConfig:
     return getattr(self, f"{optimizer}_lrs")
 
   def sim_config(self, n: int, signal: str, noise: str) -> SimConfig:
-    return SimConfig(n=n, signal=signal, noise=noise, sigma=self.sigma, radius=self.radius,
-                     perp_radius=self.perp_radius, steps=self.steps,
-                     lock_threshold=self.lock_threshold, power_iters=self.power_iters,
-                     init_scale=self.init_scale, bulk_curvature=self.bulk_curvature,
-                     tail_df=self.tail_df, tail_exponent=self.tail_exponent, chunk=self.chunk)
+    return SimConfig(
+      n=n,
+      signal=signal,
+      noise=noise,
+      sigma=self.sigma,
+      radius=self.radius,
+      perp_radius=self.perp_radius,
+      steps=self.steps,
+      lock_threshold=self.lock_threshold,
+      power_iters=self.power_iters,
+      init_scale=self.init_scale,
+      bulk_curvature=self.bulk_curvature,
+      tail_df=self.tail_df,
+      tail_exponent=self.tail_exponent,
+      chunk=self.chunk,
+    )
 
 
 CELL_KEYS = ("optimizer", "signal", "noise", "n", "lam", "kappa", "lr", "seed")
@@ -609,10 +696,17 @@ TAU_STAR_KEYS = ("optimizer", "signal", "noise", "lam", "kappa")
 
 def all_cells(cfg: SaddleConfig) -> list[dict]:
   """Every cell in canonical order (optimizer, signal, noise, n, lam, kappa, lr, seed)."""
-  return [dict(zip(CELL_KEYS, (o, g, z, n, lam, k, lr, s)))
-          for o in cfg.optimizers for g in cfg.signals for z in cfg.noises for n in cfg.dims
-          for lam in cfg.curvatures for k in cfg.kappas for lr in cfg.lrs(o)
-          for s in range(cfg.seeds)]
+  return [
+    dict(zip(CELL_KEYS, (o, g, z, n, lam, k, lr, s)))
+    for o in cfg.optimizers
+    for g in cfg.signals
+    for z in cfg.noises
+    for n in cfg.dims
+    for lam in cfg.curvatures
+    for k in cfg.kappas
+    for lr in cfg.lrs(o)
+    for s in range(cfg.seeds)
+  ]
 
 
 def cell_id(c: dict) -> str:
@@ -630,9 +724,11 @@ def stream_index(cfg: SaddleConfig, c: dict) -> int:
   if not cfg.independent_draws:
     return c["seed"]
   lrs = sorted({lr for o in OPTIMIZERS if o in cfg.optimizers for lr in cfg.lrs(o)})
-  group = (((OPTIMIZERS.index(c["optimizer"]) * len(cfg.curvatures)
-             + cfg.curvatures.index(c["lam"])) * len(cfg.kappas)
-            + cfg.kappas.index(c["kappa"])) * len(lrs) + lrs.index(c["lr"]))
+  group = (
+    (OPTIMIZERS.index(c["optimizer"]) * len(cfg.curvatures) + cfg.curvatures.index(c["lam"]))
+    * len(cfg.kappas)
+    + cfg.kappas.index(c["kappa"])
+  ) * len(lrs) + lrs.index(c["lr"])
   return (group + 1) * cfg.seeds + c["seed"]
 
 
@@ -646,19 +742,25 @@ def paper_lr(cfg: SaddleConfig, optimizer: str) -> float:
 
 def is_traced(cfg: SaddleConfig, c: dict) -> bool:
   """Cells whose trajectories are kept (Fig 1d): seed 0, largest n, smallest lam, paper lr."""
-  return (c["seed"] == 0 and c["n"] == max(cfg.dims) and c["lam"] == min(cfg.curvatures)
-          and c["lr"] == paper_lr(cfg, c["optimizer"]))
+  return (
+    c["seed"] == 0
+    and c["n"] == max(cfg.dims)
+    and c["lam"] == min(cfg.curvatures)
+    and c["lr"] == paper_lr(cfg, c["optimizer"])
+  )
 
 
 def race_success(record: dict, norm: str) -> bool:
   """Theorem 3's success event: structural escape strictly before ||P_perp Delta|| >= R_perp."""
   perp = f"perp_{norm}"
   return bool(record["hit_structural"]) and (
-      not record[f"hit_{perp}"] or record["tau_structural"] < record[f"tau_{perp}"])
+    not record[f"hit_{perp}"] or record["tau_structural"] < record[f"tau_{perp}"]
+  )
 
 
-def simulate(cfg: SaddleConfig, todo: Sequence[dict], *, on_group=None,
-             devices: Sequence[Any] | None = None) -> list[dict]:
+def simulate(
+  cfg: SaddleConfig, todo: Sequence[dict], *, on_group=None, devices: Sequence[Any] | None = None
+) -> list[dict]:
   """Runs cells group by group (one compile per optimizer, signal, noise, n).
 
   Args:
@@ -677,22 +779,38 @@ def simulate(cfg: SaddleConfig, todo: Sequence[dict], *, on_group=None,
     groups.setdefault((c["optimizer"], c["signal"], c["noise"], c["n"]), []).append(c)
   records = []
   for (opt, signal, noise, n), cells in groups.items():
-    grid = Grid(lam=np.asarray([c["lam"] for c in cells], np.float32),
-                kappa=np.asarray([c["kappa"] for c in cells], np.float32),
-                lr=np.asarray([c["lr"] for c in cells], np.float32),
-                seed_index=np.asarray([stream_index(cfg, c) for c in cells], np.int32))
+    grid = Grid(
+      lam=np.asarray([c["lam"] for c in cells], np.float32),
+      kappa=np.asarray([c["kappa"] for c in cells], np.float32),
+      lr=np.asarray([c["lr"] for c in cells], np.float32),
+      seed_index=np.asarray([stream_index(cfg, c) for c in cells], np.int32),
+    )
     traced = [i for i, c in enumerate(cells) if is_traced(cfg, c)]
     start = time.perf_counter()
-    out = run_grid(make_optimizer(opt), cfg.sim_config(n, signal, noise), grid, seed=cfg.seed,
-                   devices=devices, trace=bool(traced))
+    out = run_grid(
+      make_optimizer(opt),
+      cfg.sim_config(n, signal, noise),
+      grid,
+      seed=cfg.seed,
+      devices=devices,
+      trace=bool(traced),
+    )
     seconds = time.perf_counter() - start
-    group = [{**c, "D": n * n, **{f"tau_{m}": int(out[f"tau_{m}"][i]) for m in METRICS},
-              **{f"hit_{m}": bool(out[f"hit_{m}"][i]) for m in METRICS}}
-             for i, c in enumerate(cells)]
+    group = [
+      {
+        **c,
+        "D": n * n,
+        **{f"tau_{m}": int(out[f"tau_{m}"][i]) for m in METRICS},
+        **{f"hit_{m}": bool(out[f"hit_{m}"][i]) for m in METRICS},
+      }
+      for i, c in enumerate(cells)
+    ]
     t = np.unique(np.geomspace(1, cfg.steps, TRACE_POINTS).astype(int))
     for i in traced:
-      group[i]["trajectory"] = {"t": t.tolist(), **{
-          m: out["trace"][i, t - 1, k].round(6).tolist() for k, m in enumerate(METRICS[:5])}}
+      group[i]["trajectory"] = {
+        "t": t.tolist(),
+        **{m: out["trace"][i, t - 1, k].round(6).tolist() for k, m in enumerate(METRICS[:5])},
+      }
     records += group
     if on_group is not None:
       on_group(group, seconds)
@@ -707,15 +825,25 @@ def _finite(x):
 def _exponent_entry(fit: dict) -> dict:
   """The JSON part of a `metrics.censored_exponent` result, with its verdict."""
   ci = fit["ci"]
-  return {"exponent": _finite(fit["exponent"]), "ci": [_finite(ci[0]), _finite(ci[1])],
-          "ci_method": fit["ci_method"], "verdict": metrics.exponent_verdict(*ci),
-          "censored_frac": fit["censored_frac"],
-          "escape_fraction_slope": _finite(fit["escape_fraction_slope"]),
-          "escape_fraction_slope_ci": [_finite(v) for v in fit["escape_fraction_slope_ci"]],
-          "per_D": [{"D": int(p["D"]), "runs": p["runs"], "escaped_frac": p["escaped_frac"],
-                     "km_median": _finite(p["km_median"]),
-                     "km_median_ci": [_finite(v) for v in p["km_median_ci"]]}
-                    for p in fit["per_D"]]}
+  return {
+    "exponent": _finite(fit["exponent"]),
+    "ci": [_finite(ci[0]), _finite(ci[1])],
+    "ci_method": fit["ci_method"],
+    "verdict": metrics.exponent_verdict(*ci),
+    "censored_frac": fit["censored_frac"],
+    "escape_fraction_slope": _finite(fit["escape_fraction_slope"]),
+    "escape_fraction_slope_ci": [_finite(v) for v in fit["escape_fraction_slope_ci"]],
+    "per_D": [
+      {
+        "D": int(p["D"]),
+        "runs": p["runs"],
+        "escaped_frac": p["escaped_frac"],
+        "km_median": _finite(p["km_median"]),
+        "km_median_ci": [_finite(v) for v in p["km_median_ci"]],
+      }
+      for p in fit["per_D"]
+    ],
+  }
 
 
 def untestable_reason(optimizer: str, signal: str, criterion: str) -> str | None:
@@ -743,8 +871,9 @@ def summarize(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
     for crit in ESCAPE_CRITERIA:
       tau = np.array([r[f"tau_{crit}"] for r in rows], np.float64)
       hit = np.array([r[f"hit_{crit}"] for r in rows], bool)
-      fit = _exponent_entry(metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot,
-                                                      seed=cfg.seed))
+      fit = _exponent_entry(
+        metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed)
+      )
       reason = untestable_reason(entry["optimizer"], entry["signal"], crit)
       if reason:
         fit.update(verdict="untestable", reason=reason)
@@ -754,9 +883,16 @@ def summarize(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
       for n in sorted({r["n"] for r in rows}):
         cell = [r for r in rows if r["n"] == n]
         won = [r for r in cell if race_success(r, norm)]
-        per_n.append({"n": n, "D": n * n, "success": len(won) / len(cell),
-                      "tau_given_success": float(np.median([r["tau_structural"] for r in won]))
-                      if won else None})
+        per_n.append(
+          {
+            "n": n,
+            "D": n * n,
+            "success": len(won) / len(cell),
+            "tau_given_success": float(np.median([r["tau_structural"] for r in won]))
+            if won
+            else None,
+          }
+        )
       entry[f"race_{norm}"] = per_n
     out.append(entry)
   return out
@@ -786,8 +922,9 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
         for lr in sorted({r["lr"] for r in rows}):
           cell = [r for r in rows if r["n"] == n and r["lr"] == lr]
           success = np.mean([race_success(r, norm) for r in cell])
-          median, _ = metrics.kaplan_meier_median([r["tau_structural"] for r in cell],
-                              [r["hit_structural"] for r in cell])
+          median, _ = metrics.kaplan_meier_median(
+            [r["tau_structural"] for r in cell], [r["hit_structural"] for r in cell]
+          )
           options.append((lr, success, median, cell))
         ok = [o for o in options if o[1] >= cfg.success_level and np.isfinite(o[2])]
         if ok:
@@ -799,14 +936,25 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
           tau += [cfg.steps] * len(cell)
           hit += [False] * len(cell)
         d += [n * n] * len(cell)
-        per_n.append({"n": n, "D": n * n, "lr": lr, "tau_star": _finite(median) if ok else None,
-                      "success": success,
-                      "success_by_lr": {repr(o[0]): o[1] for o in options}})
-      fit = _exponent_entry(metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot,
-                                                      seed=cfg.seed))
+        per_n.append(
+          {
+            "n": n,
+            "D": n * n,
+            "lr": lr,
+            "tau_star": _finite(median) if ok else None,
+            "success": success,
+            "success_by_lr": {repr(o[0]): o[1] for o in options},
+          }
+        )
+      fit = _exponent_entry(
+        metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed)
+      )
       chosen = [(p["D"], p["lr"]) for p in per_n if p["lr"] is not None]
-      lr_slope = (float(np.polyfit(np.log([c[0] for c in chosen]), np.log([c[1] for c in chosen]),
-                                   1)[0]) if len({c[0] for c in chosen}) >= 2 else None)
+      lr_slope = (
+        float(np.polyfit(np.log([c[0] for c in chosen]), np.log([c[1] for c in chosen]), 1)[0])
+        if len({c[0] for c in chosen}) >= 2
+        else None
+      )
       entry[norm] = {**fit, "per_n": per_n, "lr_slope": lr_slope}
     out.append(entry)
   return out
@@ -821,8 +969,11 @@ def tallies(summary: Sequence[dict], stars: Sequence[dict]) -> dict:
       slot[s[crit]["verdict"]] = slot.get(s[crit]["verdict"], 0) + 1
   for s in stars:
     for norm in RACE_NORMS:
-      slot = out.setdefault(s["signal"], {}).setdefault(s["optimizer"], {}).setdefault(
-          f"tau_star_{norm}", {})
+      slot = (
+        out.setdefault(s["signal"], {})
+        .setdefault(s["optimizer"], {})
+        .setdefault(f"tau_star_{norm}", {})
+      )
       slot[s[norm]["verdict"]] = slot.get(s[norm]["verdict"], 0) + 1
   return out
 
@@ -839,19 +990,26 @@ def resumable_cells(cfg: SaddleConfig, checkpoint: str) -> list[dict]:
     ValueError: the file was written with a different config (which fields).
   """
   from muon_jax import results
+
   old = results.load_json(checkpoint)
   if old is None:
     return []
   mine, theirs = config_dict(cfg), old.get("config", {})
   if mine != theirs:
     diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-    raise ValueError(f"checkpoint={checkpoint} was written with a different config "
-                     f"({', '.join(diff)})")
+    raise ValueError(
+      f"checkpoint={checkpoint} was written with a different config ({', '.join(diff)})"
+    )
   return list(old["cells"])
 
 
-def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = False,
-        devices: Sequence[Any] | None = None) -> dict:
+def run(
+  cfg: SaddleConfig,
+  *,
+  checkpoint: str | None = None,
+  resume: bool = False,
+  devices: Sequence[Any] | None = None,
+) -> dict:
   """Runs the experiment and returns its results dict (JSON-able).
 
   Args:
@@ -870,21 +1028,28 @@ def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = Fals
   """
   from muon_jax import config as config_lib
   from muon_jax import progress, results
+
   config_lib.check(cfg)
   cells = all_cells(cfg)
   done = {cell_id(r): r for r in resumable_cells(cfg, checkpoint)} if resume and checkpoint else {}
   todo = [c for c in cells if cell_id(c) not in done]
   order = {cell_id(c): i for i, c in enumerate(cells)}
-  head = {"experiment": "saddle_escape", "config": config_dict(cfg),
-          "delta": metrics.DIMENSION_FREE_DELTA,
-          "draws": "independent" if cfg.independent_draws else "common"}
+  head = {
+    "experiment": "saddle_escape",
+    "config": config_dict(cfg),
+    "delta": metrics.DIMENSION_FREE_DELTA,
+    "draws": "independent" if cfg.independent_draws else "common",
+  }
   bar = progress.Progress(len(cells), "saddle cells", done=len(cells) - len(todo))
 
   def on_group(group, seconds):
     done.update({cell_id(r): r for r in group})
     r = group[0]
-    bar.advance(len(group), f"{r['optimizer']} {r['signal']} {r['noise']} n={r['n']}: "
-                f"{len(group)} cells in {seconds:.1f} s")
+    bar.advance(
+      len(group),
+      f"{r['optimizer']} {r['signal']} {r['noise']} n={r['n']}: "
+      f"{len(group)} cells in {seconds:.1f} s",
+    )
     if checkpoint is not None:
       rows = sorted(done.values(), key=lambda c: order[cell_id(c)])
       results.atomic_write_json(checkpoint, {**head, "complete": False, "cells": rows})
@@ -893,14 +1058,21 @@ def run(cfg: SaddleConfig, *, checkpoint: str | None = None, resume: bool = Fals
   rows = sorted(done.values(), key=lambda c: order[cell_id(c)])
   summary = summarize(cfg, rows)
   stars = tau_star(cfg, rows)
-  return {**head, "complete": True, "cells": rows, "summary": summary, "tau_star": stars,
-          "tallies": tallies(summary, stars)}
+  return {
+    **head,
+    "complete": True,
+    "cells": rows,
+    "summary": summary,
+    "tau_star": stars,
+    "tallies": tallies(summary, stars),
+  }
 
 
 def config_from_results(results: dict) -> SaddleConfig:
   """The SaddleConfig a results dict was made with."""
-  return SaddleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                         for k, v in results["config"].items()})
+  return SaddleConfig(
+    **{k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()}
+  )
 
 
 def resummarize(results: dict) -> dict:
@@ -916,31 +1088,32 @@ def resummarize(results: dict) -> dict:
 
 _EXPECTED = {"fig1a": "dimension-free", "fig1b": "shrinks", "fig1c": "grows"}
 _PAPER = {
-    "fig1a": "In the pre-locking regime (moderate structural variance) Muon's escape steps remain "
-             "invariant to the ambient dimension (Fig 1a, Theorem 2).",
-    "fig1b": "Under pronounced structural variance Muon's escape steps decrease monotonically as "
-             "the dimension grows (Fig 1a, b).",
-    "fig1c": "AdamW's residence time scales linearly with the ambient dimension (Fig 1c, "
-             "Theorem 3).",
-    "fig1d": "In pathologically flat landscapes AdamW stagnates at a Brownian floor independent of "
-             "further curvature decay (Fig 1d).",
-    "fig5a": "At low dimension and pathological flatness heavy-tailed noise increases Muon's escape "
-             "steps over standard noise (Fig 5a).",
-    "fig5b": "As the dimension grows the gap between noise modalities vanishes: Muon self-heals "
-             "(Fig 5b).",
+  "fig1a": "In the pre-locking regime (moderate structural variance) Muon's escape steps remain "
+  "invariant to the ambient dimension (Fig 1a, Theorem 2).",
+  "fig1b": "Under pronounced structural variance Muon's escape steps decrease monotonically as "
+  "the dimension grows (Fig 1a, b).",
+  "fig1c": "AdamW's residence time scales linearly with the ambient dimension (Fig 1c, Theorem 3).",
+  "fig1d": "In pathologically flat landscapes AdamW stagnates at a Brownian floor independent of "
+  "further curvature decay (Fig 1d).",
+  "fig5a": "At low dimension and pathological flatness heavy-tailed noise increases Muon's escape "
+  "steps over standard noise (Fig 5a).",
+  "fig5b": "As the dimension grows the gap between noise modalities vanishes: Muon self-heals "
+  "(Fig 5b).",
 }
 _CRITERION_TEXT = {
-    "definition1": "Definition 1 read literally: ||W - W_0||_F >= R",
-    "structural": "structural progress |<S, W - W_0>| >= R",
-    "spectral": "spectral deviation ||W - W_0||_2 >= R",
+  "definition1": "Definition 1 read literally: ||W - W_0||_F >= R",
+  "structural": "structural progress |<S, W - W_0>| >= R",
+  "spectral": "spectral deviation ||W - W_0||_2 >= R",
 }
 
 
 def _ci_text(e: dict) -> str:
   if e["exponent"] is None:
     return f"no finite fit ({e['censored_frac']:.0%} censored)"
-  lo, hi = (("-inf" if v is None and i == 0 else "inf" if v is None else f"{v:+.2f}")
-            for i, v in enumerate(e["ci"]))
+  lo, hi = (
+    ("-inf" if v is None and i == 0 else "inf" if v is None else f"{v:+.2f}")
+    for i, v in enumerate(e["ci"])
+  )
   return f"{e['exponent']:+.2f} [{lo}, {hi}] ({e['censored_frac']:.0%} censored)"
 
 
@@ -982,12 +1155,22 @@ def claims(results: dict) -> list[dict]:
   rows = []
 
   def row(cid, criterion, measured, verdict, reproduces, figure):
-    rows.append({"id": cid, "paper": _PAPER[cid.split("/")[0]], "criterion": criterion,
-                 "measured": measured, "verdict": verdict, "reproduces": reproduces,
-                 "figure": figure})
+    rows.append(
+      {
+        "id": cid,
+        "paper": _PAPER[cid.split("/")[0]],
+        "criterion": criterion,
+        "measured": measured,
+        "verdict": verdict,
+        "reproduces": reproduces,
+        "figure": figure,
+      }
+    )
 
-  plans = [("fig1a", "muon", min(cfg.kappas), "fig1a_muon_vs_dimension.png"),
-           ("fig1c", "adamw", min(cfg.kappas), "fig1c_adamw_vs_dimension.png")]
+  plans = [
+    ("fig1a", "muon", min(cfg.kappas), "fig1a_muon_vs_dimension.png"),
+    ("fig1c", "adamw", min(cfg.kappas), "fig1c_adamw_vs_dimension.png"),
+  ]
   if max(cfg.kappas) > 1:
     plans.insert(1, ("fig1b", "muon", max(cfg.kappas), "fig1a_muon_vs_dimension.png"))
   for cid, opt, kappa, figure in plans:
@@ -1000,47 +1183,98 @@ def claims(results: dict) -> list[dict]:
         star = stars[(opt, signal, noise, lam, kappa)]
         for norm in RACE_NORMS:
           e = star[norm]
-          extra = (f"; CI contains 1: {e['ci'][0] is not None and e['ci'][0] <= 1 <= (e['ci'][1] or 1e9)}"
-                   if cid == "fig1c" else "")
-          row(f"{cid}/{signal}/lam={lam:g}/tau_star_{norm}",
-              f"lr-optimal τ*(D): fastest structural escape among lrs winning the {norm} race "
-              f"(R⊥ = {cfg.perp_radius or cfg.radius:g}) with probability ≥ {cfg.success_level:g}; {where}",
-              f"exponent {_ci_text(e)}; arg-min lr slope vs D "
-              f"{'n/a' if e['lr_slope'] is None else format(e['lr_slope'], '+.2f')}{extra}",
-              e["verdict"], _reproduces(e["verdict"], _EXPECTED[cid]), "tau_star.png")
+          extra = (
+            f"; CI contains 1: {e['ci'][0] is not None and e['ci'][0] <= 1 <= (e['ci'][1] or 1e9)}"
+            if cid == "fig1c"
+            else ""
+          )
+          row(
+            f"{cid}/{signal}/lam={lam:g}/tau_star_{norm}",
+            f"lr-optimal τ*(D): fastest structural escape among lrs winning the {norm} race "
+            f"(R⊥ = {cfg.perp_radius or cfg.radius:g}) with probability ≥ {cfg.success_level:g}; {where}",
+            f"exponent {_ci_text(e)}; arg-min lr slope vs D "
+            f"{'n/a' if e['lr_slope'] is None else format(e['lr_slope'], '+.2f')}{extra}",
+            e["verdict"],
+            _reproduces(e["verdict"], _EXPECTED[cid]),
+            "tau_star.png",
+          )
         group = summary[(opt, signal, noise, lam, kappa, lr)]
         for crit in ESCAPE_CRITERIA:
           e = group[crit]
-          measured = (f"untestable: {e['reason']}" if e["verdict"] == "untestable"
-                      else f"exponent {_ci_text(e)}")
-          row(f"{cid}/{signal}/lam={lam:g}/{crit}", f"{_CRITERION_TEXT[crit]} at lr {lr:g}; {where}",
-              measured, e["verdict"], _reproduces(e["verdict"], _EXPECTED[cid]), figure)
+          measured = (
+            f"untestable: {e['reason']}"
+            if e["verdict"] == "untestable"
+            else f"exponent {_ci_text(e)}"
+          )
+          row(
+            f"{cid}/{signal}/lam={lam:g}/{crit}",
+            f"{_CRITERION_TEXT[crit]} at lr {lr:g}; {where}",
+            measured,
+            e["verdict"],
+            _reproduces(e["verdict"], _EXPECTED[cid]),
+            figure,
+          )
   if "adamw" in cfg.optimizers and len(cfg.curvatures) >= 2:
-    lams, n, kappa, lr = sorted(cfg.curvatures)[:2], max(cfg.dims), min(cfg.kappas), paper_lr(cfg, "adamw")
+    lams, n, kappa, lr = (
+      sorted(cfg.curvatures)[:2],
+      max(cfg.dims),
+      min(cfg.kappas),
+      paper_lr(cfg, "adamw"),
+    )
     for signal in cfg.signals:
-      cells = [c for c in results["cells"] if c["optimizer"] == "adamw" and c["signal"] == signal
-               and c["noise"] == noise and c["n"] == n and c["kappa"] == kappa and c["lr"] == lr
-               and c["lam"] in lams]
-      fit = metrics.censored_exponent([c["lam"] for c in cells],
-                                      [c["tau_structural"] for c in cells],
-                                      [c["hit_structural"] for c in cells], n_boot=cfg.n_boot,
-                                      seed=cfg.seed)
+      cells = [
+        c
+        for c in results["cells"]
+        if c["optimizer"] == "adamw"
+        and c["signal"] == signal
+        and c["noise"] == noise
+        and c["n"] == n
+        and c["kappa"] == kappa
+        and c["lr"] == lr
+        and c["lam"] in lams
+      ]
+      fit = metrics.censored_exponent(
+        [c["lam"] for c in cells],
+        [c["tau_structural"] for c in cells],
+        [c["hit_structural"] for c in cells],
+        n_boot=cfg.n_boot,
+        seed=cfg.seed,
+      )
       e = _exponent_entry(fit)
-      verdict = {"dimension-free": "holds", "inconclusive": "inconclusive"}.get(e["verdict"],
-                                                                                "does not hold")
-      row(f"fig1d/{signal}", f"exponent β of AdamW's structural τ ~ λ^β over the two flattest λ "
-          f"({lams[0]:g}, {lams[1]:g}) at n = {n}, lr {lr:g}, κ = {kappa:g}; holds iff β's CI lies "
-          f"in ±{results['delta']:g}", f"β {_ci_text(e)}", verdict,
-          {"holds": True, "does not hold": False}.get(verdict), "fig1d_trajectories.png")
+      verdict = {"dimension-free": "holds", "inconclusive": "inconclusive"}.get(
+        e["verdict"], "does not hold"
+      )
+      row(
+        f"fig1d/{signal}",
+        f"exponent β of AdamW's structural τ ~ λ^β over the two flattest λ "
+        f"({lams[0]:g}, {lams[1]:g}) at n = {n}, lr {lr:g}, κ = {kappa:g}; holds iff β's CI lies "
+        f"in ±{results['delta']:g}",
+        f"β {_ci_text(e)}",
+        verdict,
+        {"holds": True, "does not hold": False}.get(verdict),
+        "fig1d_trajectories.png",
+      )
   else:
-    row("fig1d", "AdamW's structural τ against λ at the two flattest curvatures",
-        "needs AdamW and at least two curvatures", "untestable", None, None)
+    row(
+      "fig1d",
+      "AdamW's structural τ against λ at the two flattest curvatures",
+      "needs AdamW and at least two curvatures",
+      "untestable",
+      None,
+      None,
+    )
 
   for heavy in ("heavy_tail", "student_t"):
     if "muon" not in cfg.optimizers or "standard" not in cfg.noises or heavy not in cfg.noises:
       for cid in ("fig5a", "fig5b"):
-        row(f"{cid}/{heavy}", f"{heavy} vs standard noise", "ablation not run (add it to noises)",
-            "untestable", None, None)
+        row(
+          f"{cid}/{heavy}",
+          f"{heavy} vs standard noise",
+          "ablation not run (add it to noises)",
+          "untestable",
+          None,
+          None,
+        )
       continue
     lr, lam, kappa = paper_lr(cfg, "muon"), min(cfg.curvatures), min(cfg.kappas)
     for signal in cfg.signals:
@@ -1049,22 +1283,34 @@ def claims(results: dict) -> list[dict]:
       where = f"Muon lr {lr:g}, {signal}, λ={lam:g}, κ={kappa:g}"
       first = _km_compare(hv["per_D"][0], std["per_D"][0])
       verdict = {"higher": "holds", "lower": "does not hold", "overlap": "inconclusive"}[first]
-      row(f"fig5a/{heavy}/{signal}",
-          f"KM median structural τ at the smallest D, {heavy} vs standard (95% KM CIs disjoint); {where}",
-          f"{heavy} {hv['per_D'][0]['km_median']} vs standard {std['per_D'][0]['km_median']}: {first}",
-          verdict, {"holds": True, "does not hold": False}.get(verdict), "fig5b_noise_vs_dimension.png")
+      row(
+        f"fig5a/{heavy}/{signal}",
+        f"KM median structural τ at the smallest D, {heavy} vs standard (95% KM CIs disjoint); {where}",
+        f"{heavy} {hv['per_D'][0]['km_median']} vs standard {std['per_D'][0]['km_median']}: {first}",
+        verdict,
+        {"holds": True, "does not hold": False}.get(verdict),
+        "fig5b_noise_vs_dimension.png",
+      )
       gap = [_km_compare(h, s) for h, s in zip(hv["per_D"], std["per_D"])]
       if first == "higher" and gap[-1] == "overlap":
         verdict = "holds"
-      elif first == "higher" and gap[-1] == "higher" and hv["exponent"] is not None and (
-          std["exponent"] is not None and hv["exponent"] >= std["exponent"]):
+      elif (
+        first == "higher"
+        and gap[-1] == "higher"
+        and hv["exponent"] is not None
+        and (std["exponent"] is not None and hv["exponent"] >= std["exponent"])
+      ):
         verdict = "does not hold"
       else:
         verdict = "inconclusive"
-      row(f"fig5b/{heavy}/{signal}",
-          f"gap between {heavy} and standard KM medians closes with D (CIs disjoint at the "
-          f"smallest D, overlapping at the largest); {where}",
-          f"KM CIs per D: {', '.join(gap)}; exponents {heavy} {_ci_text(hv)} vs standard "
-          f"{_ci_text(std)}", verdict, {"holds": True, "does not hold": False}.get(verdict),
-          "fig5b_noise_vs_dimension.png")
+      row(
+        f"fig5b/{heavy}/{signal}",
+        f"gap between {heavy} and standard KM medians closes with D (CIs disjoint at the "
+        f"smallest D, overlapping at the largest); {where}",
+        f"KM CIs per D: {', '.join(gap)}; exponents {heavy} {_ci_text(hv)} vs standard "
+        f"{_ci_text(std)}",
+        verdict,
+        {"holds": True, "does not hold": False}.get(verdict),
+        "fig5b_noise_vs_dimension.png",
+      )
   return rows

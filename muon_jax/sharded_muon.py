@@ -44,8 +44,9 @@ def leaf_flops(shape: tuple[int, ...], ns_steps: int = 5, method: str = "auto") 
   return ns.ns_flops(muon_lib.matrix_shape(shape), ns_steps, method)
 
 
-def balance(shapes: list[tuple[int, ...]], num_devices: int, ns_steps: int = 5,
-            method: str = "auto") -> list[list[int]]:
+def balance(
+  shapes: list[tuple[int, ...]], num_devices: int, ns_steps: int = 5, method: str = "auto"
+) -> list[list[int]]:
   """Static FLOP-balanced plan: the leaves each device orthogonalizes.
 
   Args:
@@ -70,15 +71,21 @@ def balance(shapes: list[tuple[int, ...]], num_devices: int, ns_steps: int = 5,
   return [sorted(p) for p in plan]
 
 
-def plan_flops(plan: list[list[int]], shapes: list[tuple[int, ...]], ns_steps: int = 5,
-               method: str = "auto") -> list[int]:
+def plan_flops(
+  plan: list[list[int]], shapes: list[tuple[int, ...]], ns_steps: int = 5, method: str = "auto"
+) -> list[int]:
   """NS FLOPs each device runs under `plan` (the replicated cost is their sum)."""
   return [sum(leaf_flops(shapes[i], ns_steps, method) for i in units) for units in plan]
 
 
-def shard_across_devices(inner: optax.GradientTransformation, axis_name: str,
-                         num_devices: int, *, ns_steps: int = 5,
-                         method: str = "auto") -> optax.GradientTransformation:
+def shard_across_devices(
+  inner: optax.GradientTransformation,
+  axis_name: str,
+  num_devices: int,
+  *,
+  ns_steps: int = 5,
+  method: str = "auto",
+) -> optax.GradientTransformation:
   """Runs `inner` (a `scale_by_muon`) on a 1/num_devices share per device.
 
   Args:
@@ -120,17 +127,19 @@ def shard_across_devices(inner: optax.GradientTransformation, axis_name: str,
         flat += [new_state.mu[k].astype(jnp.float32).ravel() for k in keys]
         buf = jnp.concatenate(flat)
         return jnp.pad(buf, (0, width - buf.shape[0])), new_state.count
+
       return run
 
-    buf, count = jax.lax.switch(jax.lax.axis_index(axis_name), [branch(u) for u in plan],
-                                leaves, mu_leaves, state.count)
+    buf, count = jax.lax.switch(
+      jax.lax.axis_index(axis_name), [branch(u) for u in plan], leaves, mu_leaves, state.count
+    )
     gathered_DxW = jax.lax.all_gather(buf, axis_name)
     pieces = {}  # (kind, leaf) -> flat slice of the gathered buffer
     for d, units in enumerate(plan):
       offset = 0
       for kind in ("update", "mu"):
         for i in units:
-          pieces[(kind, i)] = gathered_DxW[d, offset:offset + sizes[i]]
+          pieces[(kind, i)] = gathered_DxW[d, offset : offset + sizes[i]]
           offset += sizes[i]
 
     def assemble(kind, leaf, dtype):
@@ -138,19 +147,30 @@ def shard_across_devices(inner: optax.GradientTransformation, axis_name: str,
 
     new_updates = [assemble("update", i, x.dtype) for i, x in enumerate(leaves)]
     new_mu_leaves = [assemble("mu", i, m.dtype) for i, m in enumerate(mu_leaves)]
-    return (jax.tree_util.tree_unflatten(treedef, new_updates),
-            muon_lib.ScaleByMuonState(count=count,
-                                      mu=jax.tree_util.tree_unflatten(treedef, new_mu_leaves)))
+    return (
+      jax.tree_util.tree_unflatten(treedef, new_updates),
+      muon_lib.ScaleByMuonState(
+        count=count, mu=jax.tree_util.tree_unflatten(treedef, new_mu_leaves)
+      ),
+    )
 
   return optax.GradientTransformation(inner.init, update_fn)
 
 
-def muon_with_adamw(learning_rate: optax.ScalarOrSchedule, *, axis_name: str, num_devices: int,
-                    adam_learning_rate: optax.ScalarOrSchedule | None = None,
-                    adam_b1: float = 0.9, adam_b2: float = 0.999, adam_eps: float = 1e-8,
-                    adam_weight_decay: float = 0.0, muon_weight_decay: float = 0.0,
-                    muon_mask: Callable[[Any, Any], bool] | None = None,
-                    **muon_kwargs) -> optax.GradientTransformation:
+def muon_with_adamw(
+  learning_rate: optax.ScalarOrSchedule,
+  *,
+  axis_name: str,
+  num_devices: int,
+  adam_learning_rate: optax.ScalarOrSchedule | None = None,
+  adam_b1: float = 0.9,
+  adam_b2: float = 0.999,
+  adam_eps: float = 1e-8,
+  adam_weight_decay: float = 0.0,
+  muon_weight_decay: float = 0.0,
+  muon_mask: Callable[[Any, Any], bool] | None = None,
+  **muon_kwargs,
+) -> optax.GradientTransformation:
   """`muon.muon_with_adamw` with the Muon group's NS sharded over `axis_name`.
 
   Same arguments, state tree and updates as `muon.muon_with_adamw`, plus
@@ -161,15 +181,24 @@ def muon_with_adamw(learning_rate: optax.ScalarOrSchedule, *, axis_name: str, nu
   if adam_learning_rate is None:
     adam_learning_rate = learning_rate
   steps = len(ns.resolve_coeffs(muon_kwargs.get("coeffs", "kimi"), muon_kwargs.get("steps")))
-  sharded = shard_across_devices(muon_lib.scale_by_muon(**muon_kwargs), axis_name, num_devices,
-                                 ns_steps=steps, method=muon_kwargs.get("method", "auto"))
+  sharded = shard_across_devices(
+    muon_lib.scale_by_muon(**muon_kwargs),
+    axis_name,
+    num_devices,
+    ns_steps=steps,
+    method=muon_kwargs.get("method", "auto"),
+  )
   partition = getattr(optax, "partition", None) or optax.multi_transform
   return partition(
-      {
-          "muon": optax.chain(sharded, optax.add_decayed_weights(muon_weight_decay),
-                              optax.scale_by_learning_rate(learning_rate)),
-          "adamw": optax.adamw(adam_learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps,
-                               weight_decay=adam_weight_decay),
-      },
-      lambda params: muon_lib.muon_labels(params, predicate),
+    {
+      "muon": optax.chain(
+        sharded,
+        optax.add_decayed_weights(muon_weight_decay),
+        optax.scale_by_learning_rate(learning_rate),
+      ),
+      "adamw": optax.adamw(
+        adam_learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps, weight_decay=adam_weight_decay
+      ),
+    },
+    lambda params: muon_lib.muon_labels(params, predicate),
   )

@@ -28,12 +28,19 @@ def mean_difference_ci(differences, *, ci: float = 0.95) -> dict:
     raise ValueError(f"ci must be in (0, 1), got {ci}")
   d = np.asarray(differences, np.float64).ravel()
   finite = d[np.isfinite(d)]
-  out = {"mean": float(np.mean(finite)) if finite.size else float("nan"),
-         "ci_low": float("nan"), "ci_high": float("nan"), "n": int(finite.size),
-         "dropped": int(d.size - finite.size)}
+  out = {
+    "mean": float(np.mean(finite)) if finite.size else float("nan"),
+    "ci_low": float("nan"),
+    "ci_high": float("nan"),
+    "n": int(finite.size),
+    "dropped": int(d.size - finite.size),
+  }
   if finite.size >= 2:
-    half = (scipy_stats.t.ppf(0.5 + ci / 2, finite.size - 1) * np.std(finite, ddof=1)
-            / np.sqrt(finite.size))
+    half = (
+      scipy_stats.t.ppf(0.5 + ci / 2, finite.size - 1)
+      * np.std(finite, ddof=1)
+      / np.sqrt(finite.size)
+    )
     out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
   return out
 

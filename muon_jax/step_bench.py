@@ -51,36 +51,67 @@ ANALYSIS_COMPILER_OPTIONS = {"xla_disable_hlo_passes": "cse_barrier_expander"}
 @dataclasses.dataclass(frozen=True)
 class BenchTrainConfig:
   """One benchmark: a model preset, a batch shape, step options and what to report."""
+
   model: str = field("tiny", "Model preset", choices=tuple(llama.PRESETS))
-  optimizers: tuple[str, ...] = field(("adamw", "muon"), "Optimizers to analyse and time",
-                                      choices=tr.OPTIMIZERS)
+  optimizers: tuple[str, ...] = field(
+    ("adamw", "muon"), "Optimizers to analyse and time", choices=tr.OPTIMIZERS
+  )
   steps: int = field(5, "Timed steps per optimizer (median reported); 0 = analysis only", low=0)
-  global_batch: int = field(0, "Sequences per step; 0 = 16 (tiny) or 512 (160m, the paper's)",
-                            low=0)
-  micro_batch: int = field(0, "Sequences per device per micro-step; 0 = min(16, global / "
-                           "devices) for 160m, global / devices for tiny", low=0)
+  global_batch: int = field(
+    0, "Sequences per step; 0 = 16 (tiny) or 512 (160m, the paper's)", low=0
+  )
+  micro_batch: int = field(
+    0,
+    "Sequences per device per micro-step; 0 = min(16, global / "
+    "devices) for 160m, global / devices for tiny",
+    low=0,
+  )
   seq_len: int = field(0, "Tokens per sequence; 0 = 128 (tiny) or 1024 (160m)", low=0)
-  compute_dtype: str = field("auto", "Compute dtype; auto = bfloat16 on GPU/TPU, float32 on CPU",
-                             choices=("auto",) + tr.DTYPES)
-  attention: str = field("xla", "Attention implementation (jax.nn.dot_product_attention)",
-                         choices=tuple(llama.ATTENTION_IMPLEMENTATIONS))
-  remat: str = field("none", "Per-block rematerialisation policy of the timed step",
-                     choices=tuple(llama.REMAT_POLICIES))
+  compute_dtype: str = field(
+    "auto",
+    "Compute dtype; auto = bfloat16 on GPU/TPU, float32 on CPU",
+    choices=("auto",) + tr.DTYPES,
+  )
+  attention: str = field(
+    "xla",
+    "Attention implementation (jax.nn.dot_product_attention)",
+    choices=tuple(llama.ATTENTION_IMPLEMENTATIONS),
+  )
+  remat: str = field(
+    "none",
+    "Per-block rematerialisation policy of the timed step",
+    choices=tuple(llama.REMAT_POLICIES),
+  )
   loss_chunk: int = field(0, "Tokens per logits chunk in the loss; 0 = full logits", low=0)
-  peak_tflops: float = field(0.0, "Per-device peak TFLOP/s for MFU; 0 = device table, or a "
-                             "measured f32 matmul rate on CPU", low=0)
+  peak_tflops: float = field(
+    0.0,
+    "Per-device peak TFLOP/s for MFU; 0 = device table, or a measured f32 matmul rate on CPU",
+    low=0,
+  )
   num_devices: int = field(0, "Local devices to use; 0 = all", low=0)
-  sweep_micro_batches: tuple[int, ...] = field((), "Micro batches of the memory sweep (empty = "
-                                               "no sweep)", low=1, nonempty=False)
-  sweep_remat: tuple[str, ...] = field(tuple(llama.REMAT_POLICIES), "Remat policies of the "
-                                       "memory sweep", choices=tuple(llama.REMAT_POLICIES))
-  memory_budget_gb: float = field(60.0, "Per-device memory budget (1e9 bytes) for the largest "
-                                  "micro batch; 60 = JAX's default 75% of an 80 GB H100",
-                                  low=0, low_open=True)
-  profile: str = field("", "Folder for a jax.profiler trace of 2 steps per optimizer "
-                       "(empty = no trace)")
-  ns_shard_report: bool = field(True, "With > 1 device and steps > 0: Newton-Schulz FLOPs per "
-                                "device and Muon update / whole step time, replicated vs sharded")
+  sweep_micro_batches: tuple[int, ...] = field(
+    (), "Micro batches of the memory sweep (empty = no sweep)", low=1, nonempty=False
+  )
+  sweep_remat: tuple[str, ...] = field(
+    tuple(llama.REMAT_POLICIES),
+    "Remat policies of the memory sweep",
+    choices=tuple(llama.REMAT_POLICIES),
+  )
+  memory_budget_gb: float = field(
+    60.0,
+    "Per-device memory budget (1e9 bytes) for the largest "
+    "micro batch; 60 = JAX's default 75% of an 80 GB H100",
+    low=0,
+    low_open=True,
+  )
+  profile: str = field(
+    "", "Folder for a jax.profiler trace of 2 steps per optimizer (empty = no trace)"
+  )
+  ns_shard_report: bool = field(
+    True,
+    "With > 1 device and steps > 0: Newton-Schulz FLOPs per "
+    "device and Muon update / whole step time, replicated vs sharded",
+  )
 
 
 def resolved_shape(cfg: BenchTrainConfig) -> tuple[int, int, int, str]:
@@ -98,10 +129,20 @@ def resolved_shape(cfg: BenchTrainConfig) -> tuple[int, int, int, str]:
 def train_config(cfg: BenchTrainConfig, optimizer: str = "muon") -> tr.TrainConfig:
   """The trainer config the benchmark steps use (validated, batching not yet resolved)."""
   global_batch, micro, seq_len, dtype = resolved_shape(cfg)
-  return tr.TrainConfig(model=cfg.model, optimizer=optimizer, steps=1000, seq_len=seq_len,
-                        global_batch=global_batch, micro_batch=micro, compute_dtype=dtype,
-                        num_devices=cfg.num_devices, peak_tflops=cfg.peak_tflops,
-                        attention=cfg.attention, remat=cfg.remat, loss_chunk=cfg.loss_chunk)
+  return tr.TrainConfig(
+    model=cfg.model,
+    optimizer=optimizer,
+    steps=1000,
+    seq_len=seq_len,
+    global_batch=global_batch,
+    micro_batch=micro,
+    compute_dtype=dtype,
+    num_devices=cfg.num_devices,
+    peak_tflops=cfg.peak_tflops,
+    attention=cfg.attention,
+    remat=cfg.remat,
+    loss_chunk=cfg.loss_chunk,
+  )
 
 
 def vocab_size(model: str) -> int:
@@ -112,11 +153,16 @@ def vocab_size(model: str) -> int:
 def memory_stats(compiled) -> dict:
   """Byte counts of `compiled.memory_analysis()` and their peak (args + outputs + temps - aliased)."""
   m = compiled.memory_analysis()
-  out = {"argument_bytes": int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes),
-         "temp_bytes": int(m.temp_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes),
-         "generated_code_bytes": int(m.generated_code_size_in_bytes)}
-  out["peak_memory_bytes"] = (out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"]
-                              - out["alias_bytes"])
+  out = {
+    "argument_bytes": int(m.argument_size_in_bytes),
+    "output_bytes": int(m.output_size_in_bytes),
+    "temp_bytes": int(m.temp_size_in_bytes),
+    "alias_bytes": int(m.alias_size_in_bytes),
+    "generated_code_bytes": int(m.generated_code_size_in_bytes),
+  }
+  out["peak_memory_bytes"] = (
+    out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
+  )
   return out
 
 
@@ -171,9 +217,11 @@ def analyze_step(tcfg: tr.TrainConfig, micro_batch: int, *, flops: bool = True) 
   batch = jax.ShapeDtypeStruct((1, 1) + micro_BxL1.shape, jnp.int32)
   start = time.perf_counter()
   compiled = compile_for_analysis(
-      step_fn.lower(_abstract(params, (1,)), _abstract(opt_state, (1,)), jnp.int32(1), batch))
+    step_fn.lower(_abstract(params, (1,)), _abstract(opt_state, (1,)), jnp.int32(1), batch)
+  )
   out = memory_stats(compiled)
   if flops:
+
     def loss_of(p, b):
       return tr.lm_loss(nnx.merge(graphdef, p), b)
 
@@ -181,15 +229,21 @@ def analyze_step(tcfg: tr.TrainConfig, micro_batch: int, *, flops: bool = True) 
     update = compile_for_analysis(jax.jit(optimizer.update).lower(params, opt_state, params))
     per_token = xla_flops(grad) / (micro_batch * tcfg.seq_len)
     analytic = llama.flops_per_token(mcfg, tcfg.seq_len)
-    out |= {"xla_flops_per_token": per_token, "analytic_flops_per_token": analytic,
-            "xla_over_analytic": per_token / analytic, "xla_optimizer_flops": xla_flops(update)}
+    out |= {
+      "xla_flops_per_token": per_token,
+      "analytic_flops_per_token": analytic,
+      "xla_over_analytic": per_token / analytic,
+      "xla_optimizer_flops": xla_flops(update),
+    }
   out["compile_s"] = time.perf_counter() - start
   return out
 
 
 def _sweep_key(tcfg: tr.TrainConfig, micro: int) -> str:
-  return (f"{tcfg.model}|{tcfg.optimizer}|{tcfg.compute_dtype}|{tcfg.attention}|{tcfg.remat}|"
-          f"chunk{tcfg.loss_chunk}|{micro}x{tcfg.seq_len}")
+  return (
+    f"{tcfg.model}|{tcfg.optimizer}|{tcfg.compute_dtype}|{tcfg.attention}|{tcfg.remat}|"
+    f"chunk{tcfg.loss_chunk}|{micro}x{tcfg.seq_len}"
+  )
 
 
 def memory_sweep(cfg: BenchTrainConfig, cache_path: str | None = None) -> dict:
@@ -205,8 +259,11 @@ def memory_sweep(cfg: BenchTrainConfig, cache_path: str | None = None) -> dict:
   cache = results.load_json(cache_path, {}) if cache_path else {}
   budget = cfg.memory_budget_gb * 1e9
   micros = sorted(cfg.sweep_micro_batches)
-  points = [(opt, remat, dataclasses.replace(train_config(cfg, opt), remat=remat))
-            for opt in cfg.optimizers for remat in cfg.sweep_remat]
+  points = [
+    (opt, remat, dataclasses.replace(train_config(cfg, opt), remat=remat))
+    for opt in cfg.optimizers
+    for remat in cfg.sweep_remat
+  ]
   keys = [_sweep_key(tcfg, micro) for _, _, tcfg in points for micro in micros]
   progress = Progress(len(keys), "memory sweep", done=sum(key in cache for key in keys))
   out = {"budget_bytes": budget}
@@ -222,9 +279,10 @@ def memory_sweep(cfg: BenchTrainConfig, cache_path: str | None = None) -> dict:
       peaks[micro] = cache[key]
     fits = [m for m in micros if peaks[m] <= budget]
     out.setdefault(opt, {})[remat] = {
-        "peak_memory_bytes": {str(m): peaks[m] for m in micros},
-        "largest_micro_batch_in_budget": max(fits) if fits else None,
-        "all_tested_fit": len(fits) == len(micros)}
+      "peak_memory_bytes": {str(m): peaks[m] for m in micros},
+      "largest_micro_batch_in_budget": max(fits) if fits else None,
+      "all_tested_fit": len(fits) == len(micros),
+    }
   return out
 
 
@@ -233,6 +291,7 @@ def _peak_flops(tcfg: tr.TrainConfig, device) -> tuple[float, str]:
   if peak is not None:
     return peak, "flag" if tcfg.peak_tflops else "device table (dense bf16)"
   from muon_jax import benchmarking
+
   return benchmarking.matmul_peak_gflops(n=1024) * 1e9, "measured f32 1024^3 matmul on this CPU"
 
 
@@ -250,20 +309,25 @@ class _Runner:
 
   def __call__(self):
     self.step += 1
-    self.params, self.opt_state, m = self.step_fn(self.params, self.opt_state,
-                                                  np.int32(self.step), self.batch)
+    self.params, self.opt_state, m = self.step_fn(
+      self.params, self.opt_state, np.int32(self.step), self.batch
+    )
     return m["loss"]
 
 
 def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> tuple[dict, dict | None]:
   """Median step times per optimizer, interleaved; optionally traced; NS shard report."""
   from muon_jax import benchmarking
+
   mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
   key = jax.random.key(0)
   graphdef, params = tr.init_params(mcfg, jax.random.fold_in(key, 0))
-  tokens = np.asarray(jax.random.randint(jax.random.fold_in(key, 1),
-                                         (tcfg.global_batch, tcfg.seq_len + 1), 0, mcfg.vocab_size),
-                      np.int32)
+  tokens = np.asarray(
+    jax.random.randint(
+      jax.random.fold_in(key, 1), (tcfg.global_batch, tcfg.seq_len + 1), 0, mcfg.vocab_size
+    ),
+    np.int32,
+  )
   batch = tr.split_batch(tokens, len(devices), tcfg.micro_batch)
 
   def make_runner(opt_name, **overrides):
@@ -295,8 +359,9 @@ def ns_shard_report(tcfg: tr.TrainConfig, params, devices, make_runner, repeats:
   from muon_jax.transform import muon_labels
 
   n_dev = len(devices)
-  muon_params = jax.tree.map(lambda p, label: p if label == "muon" else None, params,
-                             muon_labels(params))
+  muon_params = jax.tree.map(
+    lambda p, label: p if label == "muon" else None, params, muon_labels(params)
+  )
   shapes = [tuple(x.shape) for x in jax.tree.leaves(muon_params)]
   plan = sharded_muon.balance(shapes, n_dev, tcfg.ns_steps)
   per_device = sharded_muon.plan_flops(plan, shapes, tcfg.ns_steps)
@@ -312,18 +377,24 @@ def ns_shard_report(tcfg: tr.TrainConfig, params, devices, make_runner, repeats:
     return lambda: f(g_rep, s_rep, p_rep)
 
   upd = benchmarking.median_times([update_runner(False), update_runner(True)], repeats)
-  step = benchmarking.median_times([make_runner("muon", shard_muon=False),
-                                    make_runner("muon", shard_muon=True)], repeats)
+  step = benchmarking.median_times(
+    [make_runner("muon", shard_muon=False), make_runner("muon", shard_muon=True)], repeats
+  )
   upd_med = [float(np.median(t)) for t in upd]
   step_med = [float(np.median(t)) for t in step]
-  return {"devices": n_dev, "muon_matrices": sum(len(p) for p in plan),
-          "ns_gflops_per_device_replicated": replicated / 1e9,
-          "ns_gflops_per_device_sharded": max(per_device) / 1e9,
-          "ns_flops_ratio": max(per_device) / replicated,
-          "muon_update_s_replicated": upd_med[0], "muon_update_s_sharded": upd_med[1],
-          "muon_update_time_ratio": upd_med[1] / upd_med[0],
-          "step_s_replicated": step_med[0], "step_s_sharded": step_med[1],
-          "step_time_ratio": step_med[1] / step_med[0]}
+  return {
+    "devices": n_dev,
+    "muon_matrices": sum(len(p) for p in plan),
+    "ns_gflops_per_device_replicated": replicated / 1e9,
+    "ns_gflops_per_device_sharded": max(per_device) / 1e9,
+    "ns_flops_ratio": max(per_device) / replicated,
+    "muon_update_s_replicated": upd_med[0],
+    "muon_update_s_sharded": upd_med[1],
+    "muon_update_time_ratio": upd_med[1] / upd_med[0],
+    "step_s_replicated": step_med[0],
+    "step_s_sharded": step_med[1],
+    "step_time_ratio": step_med[1] / step_med[0],
+  }
 
 
 def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
@@ -348,20 +419,32 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
   n_dev = len(devices)
   mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
   m160 = llama.llama_160m()
-  out = {"model": cfg.model, "device_kind": devices[0].device_kind,
-         "backend": jax.default_backend(), "devices": n_dev, "compute_dtype": tcfg.compute_dtype,
-         "attention": cfg.attention, "remat": cfg.remat, "loss_chunk": cfg.loss_chunk,
-         "global_batch": tcfg.global_batch, "micro_batch": tcfg.micro_batch,
-         "seq_len": tcfg.seq_len, "vocab_size": mcfg.vocab_size,
-         "accum_steps": tcfg.global_batch // (n_dev * tcfg.micro_batch),
-         "params": llama.param_count(llama.abstract_model(mcfg)),
-         "flops_per_token": llama.flops_per_token(mcfg, tcfg.seq_len),
-         "analysis_compiler_options": (ANALYSIS_COMPILER_OPTIONS
-                                       if jax.default_backend() == "cpu" else {}),
-         "timed_steps": cfg.steps,
-         "llama_160m_reference": {"params": llama.param_count(llama.abstract_model(m160)),
-                                  "matmul_params": llama.matmul_param_count(m160),
-                                  "flops_per_token_seq1024": llama.flops_per_token(m160, 1024)}}
+  out = {
+    "model": cfg.model,
+    "device_kind": devices[0].device_kind,
+    "backend": jax.default_backend(),
+    "devices": n_dev,
+    "compute_dtype": tcfg.compute_dtype,
+    "attention": cfg.attention,
+    "remat": cfg.remat,
+    "loss_chunk": cfg.loss_chunk,
+    "global_batch": tcfg.global_batch,
+    "micro_batch": tcfg.micro_batch,
+    "seq_len": tcfg.seq_len,
+    "vocab_size": mcfg.vocab_size,
+    "accum_steps": tcfg.global_batch // (n_dev * tcfg.micro_batch),
+    "params": llama.param_count(llama.abstract_model(mcfg)),
+    "flops_per_token": llama.flops_per_token(mcfg, tcfg.seq_len),
+    "analysis_compiler_options": (
+      ANALYSIS_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
+    ),
+    "timed_steps": cfg.steps,
+    "llama_160m_reference": {
+      "params": llama.param_count(llama.abstract_model(m160)),
+      "matmul_params": llama.matmul_param_count(m160),
+      "flops_per_token_seq1024": llama.flops_per_token(m160, 1024),
+    },
+  }
   for opt in cfg.optimizers:
     out[opt] = analyze_step(dataclasses.replace(tcfg, optimizer=opt), tcfg.micro_batch)
   if cfg.steps:
@@ -374,11 +457,16 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
     for name, t in times.items():
       med = float(np.median(t))
       tps = tokens_per_step / med
-      out[name] |= {"step_s_median": med, "step_s_all": t, "tokens_per_s": tps,
-                    "mfu": tr.mfu(tps, out["flops_per_token"], peak, n_dev)}
+      out[name] |= {
+        "step_s_median": med,
+        "step_s_all": t,
+        "tokens_per_s": tps,
+        "mfu": tr.mfu(tps, out["flops_per_token"], peak, n_dev),
+      }
     if {"adamw", "muon"} <= set(cfg.optimizers):
-      out["muon_over_adamw_step_time"] = (out["muon"]["step_s_median"]
-                                          / out["adamw"]["step_s_median"])
+      out["muon_over_adamw_step_time"] = (
+        out["muon"]["step_s_median"] / out["adamw"]["step_s_median"]
+      )
   if cfg.profile and cfg.steps:
     out["profile_trace_dir"] = os.path.abspath(cfg.profile)
   if cfg.sweep_micro_batches:

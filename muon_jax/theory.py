@@ -36,12 +36,12 @@ from muon_jax.newton_schulz import PRESETS, resolve_coeffs
 from muon_jax.progress import Progress
 
 # Constants the paper's Lemma 2 / Lemma 3 use (reconstructed; see BUILD_NOTES).
-PAPER_SMALL = 0.02            # Case 1: intermediate iterates stay in (0, 0.02].
-PAPER_RATIO_BOUND = 483.0     # Statement 1: rho^(5)(x) >= 483 x on (0, delta0].
-PAPER_MIDDLE = (1e-4, 0.6)    # Statement 2: the "middle interval".
-PAPER_FIFTH_LOWER = 0.03      # Statement 2: rho^(5) > 0.03 there.
-PAPER_X0 = 0.03               # Statement 3: the orbit's starting point.
-PAPER_ORBIT_LOWER = 0.681     # Statement 3: fifth iterate >= 0.681.
+PAPER_SMALL = 0.02  # Case 1: intermediate iterates stay in (0, 0.02].
+PAPER_RATIO_BOUND = 483.0  # Statement 1: rho^(5)(x) >= 483 x on (0, delta0].
+PAPER_MIDDLE = (1e-4, 0.6)  # Statement 2: the "middle interval".
+PAPER_FIFTH_LOWER = 0.03  # Statement 2: rho^(5) > 0.03 there.
+PAPER_X0 = 0.03  # Statement 3: the orbit's starting point.
+PAPER_ORBIT_LOWER = 0.681  # Statement 3: fifth iterate >= 0.681.
 PAPER_INTERVAL = (0.6, 1.205)  # Case 3: the forward-invariant interval I.
 
 NORMALIZATIONS = ("fixed_signal", "proportional", "frobenius")
@@ -89,8 +89,8 @@ def iterate(coeffs="kimi", steps: int = 5):
 
 
 class CriticalPoints(NamedTuple):
-  local_max: float | None   # first positive zero of rho' (rho rises before it)
-  local_min: float | None   # second positive zero of rho'
+  local_max: float | None  # first positive zero of rho' (rho rises before it)
+  local_min: float | None  # second positive zero of rho'
 
 
 def _critical(a, b, c):
@@ -158,8 +158,7 @@ def _minimize(f, lo, hi, grid: int, *, log: bool = False, refine: int = 80):
 # Invariant intervals
 
 
-def _minimal_invariant(A, B, C, *, cap: float = 10.0, tol: float = 1e-13,
-                       max_iter: int = 3000):
+def _minimal_invariant(A, B, C, *, cap: float = 10.0, tol: float = 1e-13, max_iter: int = 3000):
   """Smallest interval J containing the seed with rho_k(J) in J for every step k.
 
   A, B, C: (P, S) coefficients of S step polynomials for P candidate
@@ -178,8 +177,12 @@ def _minimal_invariant(A, B, C, *, cap: float = 10.0, tol: float = 1e-13,
     for k in range(S):
       xmax, xmin = _critical(A[:, k], B[:, k], C[:, k])
       both = ~np.isnan(xmax) & ~np.isnan(xmin)
-      lo = np.where(both, np.minimum(lo, _poly(np.where(both, xmin, 1.0), A[:, k], B[:, k], C[:, k])), lo)
-      hi = np.where(both, np.maximum(hi, _poly(np.where(both, xmax, 1.0), A[:, k], B[:, k], C[:, k])), hi)
+      lo = np.where(
+        both, np.minimum(lo, _poly(np.where(both, xmin, 1.0), A[:, k], B[:, k], C[:, k])), lo
+      )
+      hi = np.where(
+        both, np.maximum(hi, _poly(np.where(both, xmax, 1.0), A[:, k], B[:, k], C[:, k])), hi
+      )
     done = np.zeros(P, bool)
     exists = np.zeros(P, bool)
     for _ in range(max_iter):
@@ -221,10 +224,17 @@ def interval_image(coeffs, interval, steps: int = 5):
 # Lemma 2
 
 
-def lemma2(coeffs="kimi", *, steps: int = 5, x_small: float = PAPER_SMALL,
-           middle: Sequence[float] = PAPER_MIDDLE, x0: float = PAPER_X0,
-           paper_interval: Sequence[float] = PAPER_INTERVAL, grid: int = 200_001,
-           orbit_steps: int | None = None) -> dict:
+def lemma2(
+  coeffs="kimi",
+  *,
+  steps: int = 5,
+  x_small: float = PAPER_SMALL,
+  middle: Sequence[float] = PAPER_MIDDLE,
+  x0: float = PAPER_X0,
+  paper_interval: Sequence[float] = PAPER_INTERVAL,
+  grid: int = 200_001,
+  orbit_steps: int | None = None,
+) -> dict:
   """Every quantity of the paper's Lemma 2, computed for a preset or schedule.
 
   delta0 = x_small / (a_1 a_2 a_3 a_4): then all intermediate iterates of
@@ -239,8 +249,10 @@ def lemma2(coeffs="kimi", *, steps: int = 5, x_small: float = PAPER_SMALL,
   delta0 = x_small / float(np.prod(a[:-1]))
   h_small = schedule[:, 0] + schedule[:, 1] * x_small**2 + schedule[:, 2] * x_small**4
   # Case-1 premises: h_k decreasing on [0, x_small] and rho_k(x) <= a_k x there.
-  case1_premises = bool(np.all(schedule[:, 1] < 0) and np.all(
-      schedule[:, 1] * x_small**2 + schedule[:, 2] * x_small**4 <= 0))
+  case1_premises = bool(
+    np.all(schedule[:, 1] < 0)
+    and np.all(schedule[:, 1] * x_small**2 + schedule[:, 2] * x_small**4 <= 0)
+  )
   ratio = lambda x: f5(x) / x
   min_ratio, argmin_ratio = _minimize(ratio, delta0 * 1e-9, delta0, grid, log=True)
   # The review's rendering of statement 1 reads "(0, 0.02]" instead of (0, delta0].
@@ -278,39 +290,43 @@ def lemma2(coeffs="kimi", *, steps: int = 5, x_small: float = PAPER_SMALL,
   xmax0 = crit[0].local_max
   x_split = None if xmax0 is None else xmax0 / float(np.prod(a[:-1]))
   return {
-      "coeffs": [list(map(float, row)) for row in schedule],
-      "critical_points": [{"local_max": c.local_max, "local_min": c.local_min} for c in crit],
-      "critical_values": [
-          {"at_local_max": None if c.local_max is None else float(_poly(c.local_max, *row)),
-           "at_local_min": None if c.local_min is None else float(_poly(c.local_min, *row))}
-          for c, row in zip(crit, schedule)],
-      "x_small": x_small,
-      "delta0": delta0,
-      "min_ratio_small": min_ratio,
-      "min_ratio_small_argmin": argmin_ratio,
-      "ratio_limit_at_zero": float(np.prod(a)),
-      "ratio_bound_analytic": float(np.prod(h_small)),
-      "case1_premises_hold": case1_premises,
-      "min_ratio_up_to_x_small": min_ratio_x_small,
-      "middle_interval": list(middle),
-      "min_fifth_iterate_middle": min_mid,
-      "min_fifth_iterate_middle_argmin": argmin_mid,
-      "case2_split": x_split,
-      "invariant_interval": None if computed is None else list(computed),
-      "invariant_image": None if image is None else list(image),
-      "invariant_holds": bool(image is not None and image[0] >= computed[0] - 1e-12
-                              and image[1] <= computed[1] + 1e-12),
-      "tail_invariant_interval": None if tail is None else list(tail),
-      "tail_invariant_image": None if tail_image is None else list(tail_image),
-      "paper_interval": list(paper_interval),
-      "paper_interval_image": list(paper_image),
-      "paper_interval_invariant": bool(paper_invariant),
-      "x0": x0,
-      "orbit": orbit,
-      "orbit_entry_step": entry(computed),
-      "orbit_entry_step_tail_interval": entry(tail),
-      "orbit_entry_step_paper_interval": entry(paper_interval),
-      "fifth_iterate_from_x0": orbit[min(5, len(orbit) - 1)],
+    "coeffs": [list(map(float, row)) for row in schedule],
+    "critical_points": [{"local_max": c.local_max, "local_min": c.local_min} for c in crit],
+    "critical_values": [
+      {
+        "at_local_max": None if c.local_max is None else float(_poly(c.local_max, *row)),
+        "at_local_min": None if c.local_min is None else float(_poly(c.local_min, *row)),
+      }
+      for c, row in zip(crit, schedule)
+    ],
+    "x_small": x_small,
+    "delta0": delta0,
+    "min_ratio_small": min_ratio,
+    "min_ratio_small_argmin": argmin_ratio,
+    "ratio_limit_at_zero": float(np.prod(a)),
+    "ratio_bound_analytic": float(np.prod(h_small)),
+    "case1_premises_hold": case1_premises,
+    "min_ratio_up_to_x_small": min_ratio_x_small,
+    "middle_interval": list(middle),
+    "min_fifth_iterate_middle": min_mid,
+    "min_fifth_iterate_middle_argmin": argmin_mid,
+    "case2_split": x_split,
+    "invariant_interval": None if computed is None else list(computed),
+    "invariant_image": None if image is None else list(image),
+    "invariant_holds": bool(
+      image is not None and image[0] >= computed[0] - 1e-12 and image[1] <= computed[1] + 1e-12
+    ),
+    "tail_invariant_interval": None if tail is None else list(tail),
+    "tail_invariant_image": None if tail_image is None else list(tail_image),
+    "paper_interval": list(paper_interval),
+    "paper_interval_image": list(paper_image),
+    "paper_interval_invariant": bool(paper_invariant),
+    "x0": x0,
+    "orbit": orbit,
+    "orbit_entry_step": entry(computed),
+    "orbit_entry_step_tail_interval": entry(tail),
+    "orbit_entry_step_paper_interval": entry(paper_interval),
+    "fifth_iterate_from_x0": orbit[min(5, len(orbit) - 1)],
   }
 
 
@@ -325,9 +341,17 @@ def perturbation_grid(levels: int) -> np.ndarray:
   return np.stack(np.meshgrid(t, t, t, indexing="ij"), -1).reshape(-1, 3)
 
 
-def check_perturbed(coeffs, deltas, *, steps: int = 5, middle=PAPER_MIDDLE,
-                    fifth_lower: float = PAPER_FIFTH_LOWER,
-                    paper_interval=PAPER_INTERVAL, grid: int = 4001, tail: bool = False) -> dict:
+def check_perturbed(
+  coeffs,
+  deltas,
+  *,
+  steps: int = 5,
+  middle=PAPER_MIDDLE,
+  fifth_lower: float = PAPER_FIFTH_LOWER,
+  paper_interval=PAPER_INTERVAL,
+  grid: int = 4001,
+  tail: bool = False,
+) -> dict:
   """Lemma 3's conditions for every perturbed polynomial coeffs + delta.
 
   deltas: (P, 3) additive (da, db, dc), applied to every step of the schedule.
@@ -338,13 +362,13 @@ def check_perturbed(coeffs, deltas, *, steps: int = 5, middle=PAPER_MIDDLE,
   """
   schedule = np.asarray(resolve_coeffs(coeffs, steps))
   deltas = np.atleast_2d(np.asarray(deltas, np.float64))
-  coef = schedule[None] + deltas[:, None, :]                       # (P, S, 3)
+  coef = schedule[None] + deltas[:, None, :]  # (P, S, 3)
   A, B, C = coef[..., 0], coef[..., 1], coef[..., 2]
   x = np.unique(np.concatenate([np.linspace(*middle, grid), np.geomspace(*middle, grid)]))
   x = np.broadcast_to(x, (len(deltas), x.size))
   with np.errstate(over="ignore", invalid="ignore"):
     for k in range(A.shape[1]):
-      x = _poly(x, A[:, k:k + 1], B[:, k:k + 1], C[:, k:k + 1])
+      x = _poly(x, A[:, k : k + 1], B[:, k : k + 1], C[:, k : k + 1])
     middle_min = np.nan_to_num(x.min(1), nan=-np.inf)
   # Invariance only needs each distinct step polynomial once.
   rows = schedule[-1:] if tail else np.unique(schedule, axis=0)
@@ -353,19 +377,34 @@ def check_perturbed(coeffs, deltas, *, steps: int = 5, middle=PAPER_MIDDLE,
   lo, hi = paper_interval
   fixed_ok = np.ones(len(deltas), bool)
   for k in range(A.shape[1]):
-    rmin, rmax = _range_on(A[:, k], B[:, k], C[:, k], np.full(len(deltas), lo), np.full(len(deltas), hi))
+    rmin, rmax = _range_on(
+      A[:, k], B[:, k], C[:, k], np.full(len(deltas), lo), np.full(len(deltas), hi)
+    )
     fixed_ok &= (rmin >= lo) & (rmax <= hi)
-  return {"exists": exists, "middle_min": middle_min,
-          "middle_ok": middle_min >= fifth_lower, "paper_interval_ok": fixed_ok}
+  return {
+    "exists": exists,
+    "middle_min": middle_min,
+    "middle_ok": middle_min >= fifth_lower,
+    "paper_interval_ok": fixed_ok,
+  }
 
 
 CRITERIA = ("exists", "paper_interval")
 
 
-def robustness_radius(coeffs="kimi", *, criterion: str = "exists", steps: int = 5,
-                      levels: int = 5, eps_max: float = 1.0, tol: float = 1e-7,
-                      middle=PAPER_MIDDLE, fifth_lower: float = PAPER_FIFTH_LOWER,
-                      paper_interval=PAPER_INTERVAL, tail: bool = False) -> dict:
+def robustness_radius(
+  coeffs="kimi",
+  *,
+  criterion: str = "exists",
+  steps: int = 5,
+  levels: int = 5,
+  eps_max: float = 1.0,
+  tol: float = 1e-7,
+  middle=PAPER_MIDDLE,
+  fifth_lower: float = PAPER_FIFTH_LOWER,
+  paper_interval=PAPER_INTERVAL,
+  tail: bool = False,
+) -> dict:
   """Lemma 3's robustness radius by bisection on eps.
 
   criterion "exists": some invariant interval (containing 1 and the critical
@@ -381,8 +420,9 @@ def robustness_radius(coeffs="kimi", *, criterion: str = "exists", steps: int = 
   if criterion not in CRITERIA:
     raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
   directions = perturbation_grid(levels)
-  kw = dict(steps=steps, middle=middle, fifth_lower=fifth_lower, paper_interval=paper_interval,
-            tail=tail)
+  kw = dict(
+    steps=steps, middle=middle, fifth_lower=fifth_lower, paper_interval=paper_interval, tail=tail
+  )
 
   def failing(eps):
     r = check_perturbed(coeffs, eps * directions, **kw)
@@ -395,8 +435,13 @@ def robustness_radius(coeffs="kimi", *, criterion: str = "exists", steps: int = 
   lo, hi = 0.0, eps_max
   fail_hi, res_hi = failing(hi)
   if not fail_hi.any():
-    return {"criterion": criterion, "tail": tail, "radius": eps_max, "nominal_passes": True,
-            "radius_is_lower_bound": True}
+    return {
+      "criterion": criterion,
+      "tail": tail,
+      "radius": eps_max,
+      "nominal_passes": True,
+      "radius_is_lower_bound": True,
+    }
   while hi - lo > tol:
     mid = 0.5 * (lo + hi)
     fail_mid, res_mid = failing(mid)
@@ -411,18 +456,20 @@ def robustness_radius(coeffs="kimi", *, criterion: str = "exists", steps: int = 
     reasons.append("middle_min_below_bound")
   key = "exists" if criterion == "exists" else "paper_interval_ok"
   if not res_hi[key][worst]:
-    reasons.append("no_invariant_interval" if criterion == "exists" else "paper_interval_not_invariant")
+    reasons.append(
+      "no_invariant_interval" if criterion == "exists" else "paper_interval_not_invariant"
+    )
   return {
-      "criterion": criterion,
-      "tail": tail,
-      "radius": lo,
-      "radius_bracket": [lo, hi],
-      "nominal_passes": True,
-      "searched_directions": int(len(directions)),
-      "worst_perturbation": (hi * directions[worst]).tolist(),
-      "worst_direction": directions[worst].tolist(),
-      "worst_fails_because": reasons,
-      "failing_directions_beyond": directions[idx].tolist(),
+    "criterion": criterion,
+    "tail": tail,
+    "radius": lo,
+    "radius_bracket": [lo, hi],
+    "nominal_passes": True,
+    "searched_directions": int(len(directions)),
+    "worst_perturbation": (hi * directions[worst]).tolist(),
+    "worst_direction": directions[worst].tolist(),
+    "worst_fails_because": reasons,
+    "failing_directions_beyond": directions[idx].tolist(),
   }
 
 
@@ -452,9 +499,14 @@ def paper_interval_radius(coeffs="kimi", *, interval=PAPER_INTERVAL, grid: int =
   margin = float(min(margins))
   cs = np.sqrt(3.0) * np.linalg.norm([hi, hi**3, hi**5])
   sign = -1.0 if best_side == "lower" else 1.0
-  return {"radius": max(best, 0.0), "binding_x": best_x, "binding_side": best_side,
-          "worst_perturbation": [sign * max(best, 0.0)] * 3,
-          "min_margin": margin, "paper_proof_bound": max(margin, 0.0) / cs}
+  return {
+    "radius": max(best, 0.0),
+    "binding_x": best_x,
+    "binding_side": best_side,
+    "worst_perturbation": [sign * max(best, 0.0)] * 3,
+    "min_margin": margin,
+    "paper_proof_bound": max(margin, 0.0) / cs,
+  }
 
 
 # ----------------------------------------------------------------------------
@@ -549,15 +601,21 @@ def _alignment(fvals, a_proj, b_proj, signal):
   norm = np.sqrt(np.sum(fvals**2))
   if norm == 0:
     return 0.0, 0.0, 0.0
-  inner = a_proj @ np.diag(fvals) @ b_proj.T            # U^T F V  (k, k)
+  inner = a_proj @ np.diag(fvals) @ b_proj.T  # U^T F V  (k, k)
   cos_x = float(np.sum(np.diag(inner) * signal) / (norm * np.linalg.norm(signal)))
   cos_polar = float(np.trace(inner) / (norm * np.sqrt(len(signal))))
   frac = float(np.sum(inner**2) / norm**2)
   return cos_x, cos_polar, frac
 
 
-SPECTRAL_METHODS = ("raw", "newton_schulz", "polar", "threshold_polar",
-                    "shrink_frobenius", "shrink_operator")
+SPECTRAL_METHODS = (
+  "raw",
+  "newton_schulz",
+  "polar",
+  "threshold_polar",
+  "shrink_frobenius",
+  "shrink_operator",
+)
 
 
 def ns_threshold(coeffs="kimi", steps: int = 5, level: float = 0.5) -> float:
@@ -573,8 +631,17 @@ def ns_threshold(coeffs="kimi", steps: int = 5, level: float = 0.5) -> float:
   return hi
 
 
-def compare_spectral_maps(key, *, m: int = 256, n: int = 512, thetas=(0.5, 1.0, 2.0, 4.0),
-                          rank: int = 2, trials: int = 3, coeffs="kimi", steps: int = 5) -> dict:
+def compare_spectral_maps(
+  key,
+  *,
+  m: int = 256,
+  n: int = 512,
+  thetas=(0.5, 1.0, 2.0, 4.0),
+  rank: int = 2,
+  trials: int = 3,
+  coeffs="kimi",
+  steps: int = 5,
+) -> dict:
   """Section 10.1: NS spectral map vs polar factor vs Gavish–Donoho shrinkage.
 
   For each theta, a rank-`rank` signal with all singular values theta (units:
@@ -589,8 +656,12 @@ def compare_spectral_maps(key, *, m: int = 256, n: int = 512, thetas=(0.5, 1.0, 
   beta = m / n
   f5 = iterate(coeffs, steps)
   tau = ns_threshold(coeffs, steps)
-  out = {meth: {k: np.zeros((len(thetas), trials)) for k in ("cos_signal", "cos_polar", "energy_fraction")}
-         for meth in SPECTRAL_METHODS}
+  out = {
+    meth: {
+      k: np.zeros((len(thetas), trials)) for k in ("cos_signal", "cos_polar", "energy_fraction")
+    }
+    for meth in SPECTRAL_METHODS
+  }
   edge_norm = np.zeros((len(thetas), trials))
   bulk_amplified = np.zeros((len(thetas), trials))
   keys = jax.random.split(key, len(thetas) * trials).reshape(len(thetas), trials, -1)
@@ -601,12 +672,12 @@ def compare_spectral_maps(key, *, m: int = 256, n: int = 512, thetas=(0.5, 1.0, 
       a_proj, b_proj = sp["u"].T @ uy, sp["v"].T @ vyt.T
       xs = sy / np.linalg.norm(sy)
       maps = {
-          "raw": sy,
-          "newton_schulz": f5(xs),
-          "polar": np.ones_like(sy),
-          "threshold_polar": (sy > mp_edge(beta)).astype(np.float64),
-          "shrink_frobenius": optimal_shrinker(sy, beta, "frobenius"),
-          "shrink_operator": optimal_shrinker(sy, beta, "operator"),
+        "raw": sy,
+        "newton_schulz": f5(xs),
+        "polar": np.ones_like(sy),
+        "threshold_polar": (sy > mp_edge(beta)).astype(np.float64),
+        "shrink_frobenius": optimal_shrinker(sy, beta, "frobenius"),
+        "shrink_operator": optimal_shrinker(sy, beta, "operator"),
       }
       for meth, fv in maps.items():
         c1, c2, fr = _alignment(fv, a_proj, b_proj, sp["signal"])
@@ -616,9 +687,17 @@ def compare_spectral_maps(key, *, m: int = 256, n: int = 512, thetas=(0.5, 1.0, 
       edge_norm[i, t] = mp_edge(beta) / np.linalg.norm(sy)
       bulk = sy <= mp_edge(beta)
       bulk_amplified[i, t] = float(np.mean(f5(xs[bulk]) >= 0.5)) if bulk.any() else np.nan
-  return {"m": m, "n": n, "beta": beta, "rank": rank, "thetas": list(thetas),
-          "methods": out, "ns_threshold_half": tau, "bulk_edge_normalized": edge_norm,
-          "bulk_fraction_mapped_above_half": bulk_amplified}
+  return {
+    "m": m,
+    "n": n,
+    "beta": beta,
+    "rank": rank,
+    "thetas": list(thetas),
+    "methods": out,
+    "ns_threshold_half": tau,
+    "bulk_edge_normalized": edge_norm,
+    "bulk_fraction_mapped_above_half": bulk_amplified,
+  }
 
 
 # ----------------------------------------------------------------------------
@@ -641,10 +720,20 @@ def effective_theta(theta, n, n_ref, normalization: str):
 RETAINED_SIN = 0.9
 
 
-def subspace_sweep(key, *, ns=(64, 128, 256, 512), thetas=(1.5, 3.0), beta: float = 1.0,
-                   normalizations=NORMALIZATIONS, trials: int = 4, coeffs="kimi",
-                   steps: int = 5, n_boot: int = 500, coherent_check: bool = True,
-                   progress: Progress | None = None) -> dict:
+def subspace_sweep(
+  key,
+  *,
+  ns=(64, 128, 256, 512),
+  thetas=(1.5, 3.0),
+  beta: float = 1.0,
+  normalizations=NORMALIZATIONS,
+  trials: int = 4,
+  coeffs="kimi",
+  steps: int = 5,
+  n_boot: int = 500,
+  coherent_check: bool = True,
+  progress: Progress | None = None,
+) -> dict:
   """sin(theta) of the top singular vectors of a rank-1 spiked matrix vs n.
 
   Matrices are (m, n) with m = round(beta n); theta is the signal in bulk-edge
@@ -659,8 +748,15 @@ def subspace_sweep(key, *, ns=(64, 128, 256, 512), thetas=(1.5, 3.0), beta: floa
   """
   ns, n_ref = list(ns), min(ns)
   f5 = iterate(coeffs, steps)
-  res = {nm: {str(th): {k: np.zeros((len(ns), trials)) for k in ("sin_left", "sin_right", "sin", "ns_overlap")}
-              for th in thetas} for nm in normalizations}
+  res = {
+    nm: {
+      str(th): {
+        k: np.zeros((len(ns), trials)) for k in ("sin_left", "sin_right", "sin", "ns_overlap")
+      }
+      for th in thetas
+    }
+    for nm in normalizations
+  }
   mus = np.zeros((len(ns), trials))
   keys = jax.random.split(key, len(ns) * trials).reshape(len(ns), trials, -1)
   for j, n in enumerate(ns):
@@ -694,28 +790,44 @@ def subspace_sweep(key, *, ns=(64, 128, 256, 512), thetas=(1.5, 3.0), beta: floa
       x_n = np.repeat(np.asarray(ns, np.float64), trials)
       y_s = np.maximum(r["sin"].ravel(), 1e-300)
       fit = fit_loglog_exponent(x_n, y_s, n_boot=n_boot, seed=0)
-      fit.update(n_range=[min(ns), max(ns)], delta=metrics.DIMENSION_FREE_DELTA,
-                 verdict=metrics.exponent_verdict(fit["ci_low"], fit["ci_high"],
-                                                  delta=metrics.DIMENSION_FREE_DELTA))
-      fit_theory = (fit_loglog_exponent(np.asarray(ns, np.float64), np.maximum(sin_theory, 1e-300), n_boot=0)
-                    if np.all(sin_theory > 0) else None)
+      fit.update(
+        n_range=[min(ns), max(ns)],
+        delta=metrics.DIMENSION_FREE_DELTA,
+        verdict=metrics.exponent_verdict(
+          fit["ci_low"], fit["ci_high"], delta=metrics.DIMENSION_FREE_DELTA
+        ),
+      )
+      fit_theory = (
+        fit_loglog_exponent(np.asarray(ns, np.float64), np.maximum(sin_theory, 1e-300), n_boot=0)
+        if np.all(sin_theory > 0)
+        else None
+      )
       summary[nm][str(th)] = {
-          "theta_eff": th_eff.tolist(),
-          "above_bbp": (th_eff > betas**0.25).tolist(),
-          "sin_mean": r["sin"].mean(1).tolist(), "sin_std": r["sin"].std(1).tolist(),
-          "sin_left_mean": r["sin_left"].mean(1).tolist(),
-          "sin_right_mean": r["sin_right"].mean(1).tolist(),
-          "sin_bgn_limit": sin_theory.tolist(),
-          "ns_overlap_mean": r["ns_overlap"].mean(1).tolist(),
-          "exponent": fit,
-          "exponent_bgn_limit": None if fit_theory is None else fit_theory["exponent"],
-          # Lemma 9 promises an Omega(1) overlap at every n: sin stays below
-          # RETAINED_SIN (a log-log slope understates growth once sin saturates
-          # at 1 beyond the BBP threshold).
-          "retains_overlap": bool(r["sin"].mean(1)[-1] < RETAINED_SIN),
+        "theta_eff": th_eff.tolist(),
+        "above_bbp": (th_eff > betas**0.25).tolist(),
+        "sin_mean": r["sin"].mean(1).tolist(),
+        "sin_std": r["sin"].std(1).tolist(),
+        "sin_left_mean": r["sin_left"].mean(1).tolist(),
+        "sin_right_mean": r["sin_right"].mean(1).tolist(),
+        "sin_bgn_limit": sin_theory.tolist(),
+        "ns_overlap_mean": r["ns_overlap"].mean(1).tolist(),
+        "exponent": fit,
+        "exponent_bgn_limit": None if fit_theory is None else fit_theory["exponent"],
+        # Lemma 9 promises an Omega(1) overlap at every n: sin stays below
+        # RETAINED_SIN (a log-log slope understates growth once sin saturates
+        # at 1 beyond the BBP threshold).
+        "retains_overlap": bool(r["sin"].mean(1)[-1] < RETAINED_SIN),
       }
-  out = {"ns": ns, "n_ref": n_ref, "beta": beta, "thetas": list(thetas), "trials": trials,
-         "incoherence_mean": mus.mean(1).tolist(), "summary": summary, "raw": res}
+  out = {
+    "ns": ns,
+    "n_ref": n_ref,
+    "beta": beta,
+    "thetas": list(thetas),
+    "trials": trials,
+    "incoherence_mean": mus.mean(1).tolist(),
+    "summary": summary,
+    "raw": res,
+  }
   if coherent_check:
     # Gaussian noise is rotation invariant, so incoherence cannot matter: the
     # coherent signal e1 e1^T must give the same sin(theta) distribution.
@@ -730,15 +842,20 @@ def subspace_sweep(key, *, ns=(64, 128, 256, 512), thetas=(1.5, 3.0), beta: floa
         uy, _, vyt = np.linalg.svd(sp["y"], full_matrices=False)
         c = min(abs(sp["u"][:, 0] @ uy[:, 0]), abs(sp["v"][:, 0] @ vyt[0]))
         sins[name].append(float(np.sqrt(max(1 - c * c, 0.0))))
-    out["coherence_check"] = {"n": n, "theta": float(th),
-                              "sin_coherent_mean": float(np.mean(sins["coherent"])),
-                              "sin_incoherent_mean": float(np.mean(sins["incoherent"])),
-                              "sin_coherent": sins["coherent"], "sin_incoherent": sins["incoherent"]}
+    out["coherence_check"] = {
+      "n": n,
+      "theta": float(th),
+      "sin_coherent_mean": float(np.mean(sins["coherent"])),
+      "sin_incoherent_mean": float(np.mean(sins["incoherent"])),
+      "sin_coherent": sins["coherent"],
+      "sin_incoherent": sins["incoherent"],
+    }
   return out
 
 
-def robustness_slice(coeffs="kimi", *, da, dc, db: float = 0.0, steps: int = 5,
-                     tail: bool = False) -> np.ndarray:
+def robustness_slice(
+  coeffs="kimi", *, da, dc, db: float = 0.0, steps: int = 5, tail: bool = False
+) -> np.ndarray:
   """Lemma 3 pass mask ("exists" criterion) on the (da, dc) grid at fixed db.
 
   da: (A,), dc: (C,) perturbation values. Returns a (C, A) boolean array.
@@ -752,25 +869,36 @@ def robustness_slice(coeffs="kimi", *, da, dc, db: float = 0.0, steps: int = 5,
 @dataclasses.dataclass(frozen=True)
 class PolynomialConfig:
   """Lemma 2 / Lemma 3 for each preset, Section 10.1 and Section 10.2 / Lemma 9."""
-  presets: tuple[str, ...] = field(("kimi", "dion", "polar_express"),
-                                   "Newton-Schulz coefficient presets to analyse", choices=PRESETS)
+
+  presets: tuple[str, ...] = field(
+    ("kimi", "dion", "polar_express"),
+    "Newton-Schulz coefficient presets to analyse",
+    choices=PRESETS,
+  )
   grid: int = field(200_001, "grid points for the Lemma 2 minima", low=1001, high=10_000_001)
-  levels: int = field(5, "Lemma 3: grid points per axis of the eps-box (corners included)",
-                      low=2, high=11)
+  levels: int = field(
+    5, "Lemma 3: grid points per axis of the eps-box (corners included)", low=2, high=11
+  )
   spike_m: int = field(256, "Section 10.1 rows m (at most spike_n)", low=8, high=4096)
   spike_n: int = field(512, "Section 10.1 columns n", low=8, high=4096)
   spike_rank: int = field(2, "Section 10.1 signal rank (at most spike_m)", low=1, high=4096)
-  spike_thetas: tuple[float, ...] = field((0.5, 1.0, 2.0, 4.0),
-                                          "Section 10.1 signal strengths (bulk-edge units)",
-                                          low=0.0, low_open=True, high=1e6)
+  spike_thetas: tuple[float, ...] = field(
+    (0.5, 1.0, 2.0, 4.0),
+    "Section 10.1 signal strengths (bulk-edge units)",
+    low=0.0,
+    low_open=True,
+    high=1e6,
+  )
   spike_trials: int = field(3, "Section 10.1 trials per strength", low=1, high=100)
-  sweep_ns: tuple[int, ...] = field((64, 128, 256, 512),
-                                    "Lemma 9 dimensions n (at least two)", low=16, high=4096)
-  sweep_thetas: tuple[float, ...] = field((1.5, 3.0),
-                                          "Lemma 9 signal strengths at the smallest n",
-                                          low=0.0, low_open=True, high=1e6)
-  sweep_normalizations: tuple[str, ...] = field(NORMALIZATIONS,
-                                                "Lemma 9 SNR scalings with n", choices=NORMALIZATIONS)
+  sweep_ns: tuple[int, ...] = field(
+    (64, 128, 256, 512), "Lemma 9 dimensions n (at least two)", low=16, high=4096
+  )
+  sweep_thetas: tuple[float, ...] = field(
+    (1.5, 3.0), "Lemma 9 signal strengths at the smallest n", low=0.0, low_open=True, high=1e6
+  )
+  sweep_normalizations: tuple[str, ...] = field(
+    NORMALIZATIONS, "Lemma 9 SNR scalings with n", choices=NORMALIZATIONS
+  )
   sweep_beta: float = field(1.0, "Lemma 9 aspect ratio m/n", low=0.0, low_open=True, high=1.0)
   sweep_trials: int = field(4, "Lemma 9 trials per (n, theta)", low=2, high=100)
   n_boot: int = field(500, "bootstrap resamples of each exponent CI", low=0, high=100_000)
@@ -789,8 +917,10 @@ def check_config(cfg: PolynomialConfig) -> None:
   if cfg.spike_rank > cfg.spike_m:
     raise ValueError(f"spike_rank={cfg.spike_rank} must not exceed spike_m={cfg.spike_m}")
   if len(cfg.sweep_ns) < 2:
-    raise ValueError(f"sweep_ns={','.join(map(str, cfg.sweep_ns))}: need at least 2 distinct "
-                     "dimensions to fit an exponent")
+    raise ValueError(
+      f"sweep_ns={','.join(map(str, cfg.sweep_ns))}: need at least 2 distinct "
+      "dimensions to fit an exponent"
+    )
 
 
 def run(cfg: PolynomialConfig) -> dict:
@@ -815,42 +945,64 @@ def run(cfg: PolynomialConfig) -> dict:
     l3 = robustness_radius(name, levels=cfg.levels, tail=schedule_varies)
     l3_paper = robustness_radius(name, criterion="paper_interval", levels=cfg.levels)
     exact = paper_interval_radius(name)
-    per[name] = {"lemma2": l2, "lemma3": l3, "lemma3_paper_interval": l3_paper,
-                 "lemma3_paper_interval_exact": exact,
-                 "ns_threshold_half": ns_threshold(name)}
+    per[name] = {
+      "lemma2": l2,
+      "lemma3": l3,
+      "lemma3_paper_interval": l3_paper,
+      "lemma3_paper_interval_exact": exact,
+      "ns_threshold_half": ns_threshold(name),
+    }
     progress.advance(1, f"Lemma 2/3 for {name}")
   main = "kimi" if "kimi" in per else cfg.presets[0]
   l2, l3 = per[main]["lemma2"], per[main]["lemma3"]
   l3p, exact = per[main]["lemma3_paper_interval"], per[main]["lemma3_paper_interval_exact"]
   k_spike, k_sweep = jax.random.split(key)
-  spike_res = compare_spectral_maps(k_spike, m=cfg.spike_m, n=cfg.spike_n, rank=cfg.spike_rank,
-                                    thetas=cfg.spike_thetas, trials=cfg.spike_trials)
+  spike_res = compare_spectral_maps(
+    k_spike,
+    m=cfg.spike_m,
+    n=cfg.spike_n,
+    rank=cfg.spike_rank,
+    thetas=cfg.spike_thetas,
+    trials=cfg.spike_trials,
+  )
   progress.advance(1, "Section 10.1 spectral maps")
-  sweep_res = subspace_sweep(k_sweep, ns=ns, thetas=cfg.sweep_thetas, beta=cfg.sweep_beta,
-                             normalizations=cfg.sweep_normalizations, trials=cfg.sweep_trials,
-                             n_boot=cfg.n_boot, progress=progress)
+  sweep_res = subspace_sweep(
+    k_sweep,
+    ns=ns,
+    thetas=cfg.sweep_thetas,
+    beta=cfg.sweep_beta,
+    normalizations=cfg.sweep_normalizations,
+    trials=cfg.sweep_trials,
+    n_boot=cfg.n_boot,
+    progress=progress,
+  )
 
-  best_shrink = max(("shrink_frobenius", "shrink_operator"),
-                    key=lambda m: spike_res["methods"][m]["cos_signal"].mean())
+  best_shrink = max(
+    ("shrink_frobenius", "shrink_operator"),
+    key=lambda m: spike_res["methods"][m]["cos_signal"].mean(),
+  )
   methods = spike_res["methods"]
   sec101 = {
-      "config": {k: spike_res[k] for k in ("m", "n", "beta", "rank", "thetas")},
-      "cos_signal_mean": {m: v["cos_signal"].mean(1) for m, v in methods.items()},
-      "energy_fraction_mean": {m: v["energy_fraction"].mean(1) for m, v in methods.items()},
-      "cos_signal": {m: v["cos_signal"] for m, v in methods.items()},
-      "ns_threshold_half": spike_res["ns_threshold_half"],
-      "bulk_edge_normalized_mean": spike_res["bulk_edge_normalized"].mean(),
-      "bulk_fraction_mapped_above_half": np.nanmean(spike_res["bulk_fraction_mapped_above_half"]),
-      "best_shrinker": best_shrink,
-      "ns_minus_best_shrinker_cos": (methods["newton_schulz"]["cos_signal"].mean(1)
-                                     - methods[best_shrink]["cos_signal"].mean(1)),
-      "ns_minus_polar_cos": (methods["newton_schulz"]["cos_signal"].mean(1)
-                             - methods["polar"]["cos_signal"].mean(1)),
+    "config": {k: spike_res[k] for k in ("m", "n", "beta", "rank", "thetas")},
+    "cos_signal_mean": {m: v["cos_signal"].mean(1) for m, v in methods.items()},
+    "energy_fraction_mean": {m: v["energy_fraction"].mean(1) for m, v in methods.items()},
+    "cos_signal": {m: v["cos_signal"] for m, v in methods.items()},
+    "ns_threshold_half": spike_res["ns_threshold_half"],
+    "bulk_edge_normalized_mean": spike_res["bulk_edge_normalized"].mean(),
+    "bulk_fraction_mapped_above_half": np.nanmean(spike_res["bulk_fraction_mapped_above_half"]),
+    "best_shrinker": best_shrink,
+    "ns_minus_best_shrinker_cos": (
+      methods["newton_schulz"]["cos_signal"].mean(1) - methods[best_shrink]["cos_signal"].mean(1)
+    ),
+    "ns_minus_polar_cos": (
+      methods["newton_schulz"]["cos_signal"].mean(1) - methods["polar"]["cos_signal"].mean(1)
+    ),
   }
   sec101["claim_ns_suppresses_bulk"] = bool(sec101["bulk_fraction_mapped_above_half"] < 0.5)
 
-  lemma9 = {k: sweep_res[k] for k in ("ns", "n_ref", "beta", "thetas", "trials",
-                                      "incoherence_mean")}
+  lemma9 = {
+    k: sweep_res[k] for k in ("ns", "n_ref", "beta", "thetas", "trials", "incoherence_mean")
+  }
   lemma9["n_range"] = [min(ns), max(ns)]
   lemma9["summary"] = sweep_res["summary"]
   lemma9["coherence_check"] = sweep_res.get("coherence_check")
@@ -860,12 +1012,18 @@ def run(cfg: PolynomialConfig) -> dict:
       continue
     per_theta = sweep_res["summary"][norm]
     lemma9["readings"][reading] = {
-        "normalization": norm,
-        "per_theta": {th: {"exponent": d["exponent"], "sin_mean_at_largest_n": d["sin_mean"][-1],
-                           "retains_overlap": d["retains_overlap"]}
-                      for th, d in per_theta.items()},
+      "normalization": norm,
+      "per_theta": {
+        th: {
+          "exponent": d["exponent"],
+          "sin_mean_at_largest_n": d["sin_mean"][-1],
+          "retains_overlap": d["retains_overlap"],
+        }
+        for th, d in per_theta.items()
+      },
     }
-  return results.to_json({
+  return results.to_json(
+    {
       "config": dataclasses.asdict(cfg),
       "lemma2.delta0": l2["delta0"],
       "lemma2.min_ratio_small": l2["min_ratio_small"],
@@ -885,9 +1043,11 @@ def run(cfg: PolynomialConfig) -> dict:
       "lemma2.orbit_entry_step": l2["orbit_entry_step"],
       "lemma2.fifth_iterate_from_x0": l2["fifth_iterate_from_x0"],
       "lemma2.statement3_holds": bool(
-          l2["fifth_iterate_from_x0"] >= PAPER_ORBIT_LOWER and l2["paper_interval_invariant"]
-          and l2["orbit_entry_step_paper_interval"] is not None
-          and l2["orbit_entry_step_paper_interval"] <= 5),
+        l2["fifth_iterate_from_x0"] >= PAPER_ORBIT_LOWER
+        and l2["paper_interval_invariant"]
+        and l2["orbit_entry_step_paper_interval"] is not None
+        and l2["orbit_entry_step_paper_interval"] <= 5
+      ),
       "lemma3.radius": l3["radius"],
       "lemma3.worst_perturbation": l3.get("worst_perturbation"),
       "lemma3.worst_fails_because": l3.get("worst_fails_because"),
@@ -897,11 +1057,14 @@ def run(cfg: PolynomialConfig) -> dict:
       "lemma3.paper_proof_bound": exact["paper_proof_bound"],
       "presets": per,
       "sec10_1": sec101,
-      "sec10_1.raw": {"methods": spike_res["methods"],
-                      "bulk_edge_normalized": spike_res["bulk_edge_normalized"]},
+      "sec10_1.raw": {
+        "methods": spike_res["methods"],
+        "bulk_edge_normalized": spike_res["bulk_edge_normalized"],
+      },
       "lemma9": lemma9,
       "lemma9.raw": sweep_res["raw"],
-  })
+    }
+  )
 
 
 def _holds(flag: bool) -> tuple[str, bool]:
@@ -915,68 +1078,103 @@ def _lemma9_claim(reading: str, d: dict, n_range) -> dict:
   verdict = common.pop() if len(common) == 1 else "inconclusive"
   retained = all(t["retains_overlap"] for t in d["per_theta"].values())
   measured = "; ".join(
-      f"theta={th}: n^{t['exponent']['exponent']:+.3f} [{t['exponent']['ci_low']:+.3f}, "
-      f"{t['exponent']['ci_high']:+.3f}] ({t['exponent']['verdict']}), "
-      f"sin={t['sin_mean_at_largest_n']:.3f} at n={n_range[1]}"
-      for th, t in d["per_theta"].items())
+    f"theta={th}: n^{t['exponent']['exponent']:+.3f} [{t['exponent']['ci_low']:+.3f}, "
+    f"{t['exponent']['ci_high']:+.3f}] ({t['exponent']['verdict']}), "
+    f"sin={t['sin_mean_at_largest_n']:.3f} at n={n_range[1]}"
+    for th, t in d["per_theta"].items()
+  )
   reproduced = stats.reproduces(verdict, "dimension-free")
   if reproduced and not retained:
     reproduced = False
-  label = {"fixed_entry_noise": "fixed per-entry noise, fixed signal",
-           "operator_norm_bounded": "noise operator norm bounded relative to the signal "
-                                    "(Assumption 1)"}[reading]
-  return {"id": f"lemma9 ({reading.replace('_', ' ')})",
-          "paper": "The top singular vector of signal + noise keeps an Omega(1) overlap with the "
-                   "signal, without dimensional decay.",
-          "criterion": f"{label}: log-log exponent of sin(theta) vs n in {n_range}, 95% bootstrap "
-                       f"CI, exponent_verdict at every theta; and sin < {RETAINED_SIN} at the "
-                       "largest n",
-          "measured": measured, "verdict": verdict, "reproduces": reproduced,
-          "figure": "bbp.png"}
+  label = {
+    "fixed_entry_noise": "fixed per-entry noise, fixed signal",
+    "operator_norm_bounded": "noise operator norm bounded relative to the signal (Assumption 1)",
+  }[reading]
+  return {
+    "id": f"lemma9 ({reading.replace('_', ' ')})",
+    "paper": "The top singular vector of signal + noise keeps an Omega(1) overlap with the "
+    "signal, without dimensional decay.",
+    "criterion": f"{label}: log-log exponent of sin(theta) vs n in {n_range}, 95% bootstrap "
+    f"CI, exponent_verdict at every theta; and sin < {RETAINED_SIN} at the "
+    "largest n",
+    "measured": measured,
+    "verdict": verdict,
+    "reproduces": reproduced,
+    "figure": "bbp.png",
+  }
 
 
 def claims(res: dict) -> list[dict]:
   """Lemma 2 (three statements), Lemma 3, Section 10.1 and Lemma 9 (two readings)."""
   out = []
   rows = [
-      ("lemma2.1", f"rho^(5)(x) >= {PAPER_RATIO_BOUND:g} x for all small x in (0, delta0].",
-       "minimum of rho^(5)(x)/x on a dense log grid of (0, delta0], golden-section refined",
-       f"min ratio {res['lemma2.min_ratio_small']:.2f} (delta0 = {res['lemma2.delta0']:.4g})",
-       res["lemma2.statement1_holds"], "rho_kimi.png"),
-      ("lemma2.2", f"rho^(5)(x) > {PAPER_FIFTH_LOWER} on the middle interval "
-                   f"[{PAPER_MIDDLE[0]:g}, {PAPER_MIDDLE[1]:g}].",
-       "minimum of rho^(5) on a dense grid of the middle interval",
-       f"min rho^(5) {res['lemma2.min_fifth_iterate_middle']:.4f}",
-       res["lemma2.statement2_holds"], "rho_kimi.png"),
-      ("lemma2.3", f"From x0 = {PAPER_X0} the fifth iterate is >= {PAPER_ORBIT_LOWER} and the "
-                   f"orbit stays in the forward-invariant I = [{PAPER_INTERVAL[0]:g}, "
-                   f"{PAPER_INTERVAL[1]:g}].",
-       "orbit of rho from x0; invariance of I checked on its image",
-       f"fifth iterate {res['lemma2.fifth_iterate_from_x0']:.4f}; I invariant: "
-       f"{res['lemma2.paper_interval_invariant']}",
-       res["lemma2.statement3_holds"], "cobweb.png"),
-      ("lemma3", "A strictly positive coefficient-perturbation radius keeps a forward-invariant "
-                 "set and rho^(5) bounded away from 0.",
-       "bisection on the infinity-norm radius over a grid of the eps-box",
-       f"radius {res['lemma3.radius']:.4f} (paper's I kept: "
-       f"{res['lemma3.radius_paper_interval_exact']:.4f})",
-       res["lemma3.radius"] > 0, "robustness.png"),
+    (
+      "lemma2.1",
+      f"rho^(5)(x) >= {PAPER_RATIO_BOUND:g} x for all small x in (0, delta0].",
+      "minimum of rho^(5)(x)/x on a dense log grid of (0, delta0], golden-section refined",
+      f"min ratio {res['lemma2.min_ratio_small']:.2f} (delta0 = {res['lemma2.delta0']:.4g})",
+      res["lemma2.statement1_holds"],
+      "rho_kimi.png",
+    ),
+    (
+      "lemma2.2",
+      f"rho^(5)(x) > {PAPER_FIFTH_LOWER} on the middle interval "
+      f"[{PAPER_MIDDLE[0]:g}, {PAPER_MIDDLE[1]:g}].",
+      "minimum of rho^(5) on a dense grid of the middle interval",
+      f"min rho^(5) {res['lemma2.min_fifth_iterate_middle']:.4f}",
+      res["lemma2.statement2_holds"],
+      "rho_kimi.png",
+    ),
+    (
+      "lemma2.3",
+      f"From x0 = {PAPER_X0} the fifth iterate is >= {PAPER_ORBIT_LOWER} and the "
+      f"orbit stays in the forward-invariant I = [{PAPER_INTERVAL[0]:g}, "
+      f"{PAPER_INTERVAL[1]:g}].",
+      "orbit of rho from x0; invariance of I checked on its image",
+      f"fifth iterate {res['lemma2.fifth_iterate_from_x0']:.4f}; I invariant: "
+      f"{res['lemma2.paper_interval_invariant']}",
+      res["lemma2.statement3_holds"],
+      "cobweb.png",
+    ),
+    (
+      "lemma3",
+      "A strictly positive coefficient-perturbation radius keeps a forward-invariant "
+      "set and rho^(5) bounded away from 0.",
+      "bisection on the infinity-norm radius over a grid of the eps-box",
+      f"radius {res['lemma3.radius']:.4f} (paper's I kept: "
+      f"{res['lemma3.radius_paper_interval_exact']:.4f})",
+      res["lemma3.radius"] > 0,
+      "robustness.png",
+    ),
   ]
   sec = res["sec10_1"]
-  rows.append((
-      "sec10.1", "The Newton-Schulz map suppresses the noise bulk like an optimal thresholding "
-                 "shrinker.",
+  rows.append(
+    (
+      "sec10.1",
+      "The Newton-Schulz map suppresses the noise bulk like an optimal thresholding shrinker.",
       "fraction of bulk singular values (below the Marchenko-Pastur edge) that rho^(5) maps "
       "above 1/2; holds iff below 1/2",
       f"{sec['bulk_fraction_mapped_above_half']:.3f} of the bulk mapped above 1/2; NS - "
       f"{sec['best_shrinker']} cos(signal) "
       + ", ".join(f"{v:+.3f}" for v in sec["ns_minus_best_shrinker_cos"])
       + f" at theta = {sec['config']['thetas']}",
-      sec["claim_ns_suppresses_bulk"], "bbp.png"))
+      sec["claim_ns_suppresses_bulk"],
+      "bbp.png",
+    )
+  )
   for claim_id, paper, criterion, measured, flag, figure in rows:
     verdict, reproduced = _holds(bool(flag))
-    out.append({"id": claim_id, "paper": paper, "criterion": criterion, "measured": measured,
-                "verdict": verdict, "reproduces": reproduced, "figure": figure})
+    out.append(
+      {
+        "id": claim_id,
+        "paper": paper,
+        "criterion": criterion,
+        "measured": measured,
+        "verdict": verdict,
+        "reproduces": reproduced,
+        "figure": figure,
+      }
+    )
   lemma9 = res["lemma9"]
   for reading, d in lemma9["readings"].items():
     out.append(_lemma9_claim(reading, d, lemma9["n_range"]))

@@ -41,6 +41,7 @@ class MuonDimensionNumbers(NamedTuple):
   of either class are accepted everywhere): several axes per side are
   flattened in the order given; axes in neither set are batch axes.
   """
+
   reduction_axis: Sequence[int] | int = 0
   output_axis: Sequence[int] | int = 1
 
@@ -72,9 +73,15 @@ def matrix_axes(shape, dims) -> tuple[tuple[int, ...], tuple[int, ...], tuple[in
     return tuple(a % ndim for a in axes)
 
   reduction, output = norm(dims.reduction_axis), norm(dims.output_axis)
-  if set(reduction) & set(output) or len(set(reduction)) < len(reduction) or len(set(output)) < len(output):
-    raise ValueError(f"dimension_numbers: reduction {reduction} and output {output} axes must be"
-                     f" distinct for shape {tuple(shape)}")
+  if (
+    set(reduction) & set(output)
+    or len(set(reduction)) < len(reduction)
+    or len(set(output)) < len(output)
+  ):
+    raise ValueError(
+      f"dimension_numbers: reduction {reduction} and output {output} axes must be"
+      f" distinct for shape {tuple(shape)}"
+    )
   batch = tuple(a for a in range(ndim) if a not in reduction + output)
   return batch, reduction, output
 
@@ -109,6 +116,7 @@ def to_matrices(x: jax.Array, dims=None):
 
 class ScaleByMuonState(NamedTuple):
   """State of `scale_by_muon`."""
+
   count: jax.Array  # shape=(), int32: number of updates applied.
   mu: optax.Updates  # momentum, same tree and shapes as params.
 
@@ -117,10 +125,13 @@ def _check_number(name: str, value, low=None, high=None, high_open=False) -> Non
   """Validates Python numbers; arrays/tracers (e.g. inject_hyperparams) pass."""
   if not isinstance(value, (int, float)) or isinstance(value, bool):
     return
-  if (low is not None and value < low) or (high is not None and (
-      value >= high if high_open else value > high)):
+  if (low is not None and value < low) or (
+    high is not None and (value >= high if high_open else value > high)
+  ):
     hi = "inf" if high is None else high
-    raise ValueError(f"{name}={value} is out of range; allowed [{low}, {hi}{')' if high_open else ']'}")
+    raise ValueError(
+      f"{name}={value} is out of range; allowed [{low}, {hi}{')' if high_open else ']'}"
+    )
 
 
 def _path_str(path) -> str:
@@ -130,15 +141,20 @@ def _path_str(path) -> str:
 def _check_matrix_leaves(tree, where: str) -> None:
   leaves = jax.tree_util.tree_leaves_with_path(tree)
   if not leaves:
-    raise ValueError(f"{where}: no leaves reached Muon (empty pytree); it needs at least one matrix")
+    raise ValueError(
+      f"{where}: no leaves reached Muon (empty pytree); it needs at least one matrix"
+    )
   for path, leaf in leaves:
     if jnp.ndim(leaf) < 2:
       raise ValueError(
-          f"{where}: leaf '{_path_str(path)}' has shape {jnp.shape(leaf)}; Muon needs >= 2-D"
-          " leaves. Route 0-D/1-D params elsewhere with muon_with_adamw (or optax.partition).")
+        f"{where}: leaf '{_path_str(path)}' has shape {jnp.shape(leaf)}; Muon needs >= 2-D"
+        " leaves. Route 0-D/1-D params elsewhere with muon_with_adamw (or optax.partition)."
+      )
     if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-      raise ValueError(f"{where}: leaf '{_path_str(path)}' has dtype {jnp.result_type(leaf)};"
-                       " Muon needs floating or complex leaves")
+      raise ValueError(
+        f"{where}: leaf '{_path_str(path)}' has dtype {jnp.result_type(leaf)};"
+        " Muon needs floating or complex leaves"
+      )
 
 
 def leaf_dimension_numbers(dimension_numbers, tree) -> list:
@@ -189,8 +205,18 @@ def default_batching() -> str:
   return "loop" if jax.default_backend() == "cpu" else "stack"
 
 
-def orthogonalize_tree(tree, *, coeffs, steps=None, eps, ns_dtype=None, method="auto",
-                       batching="auto", preconditioning="frobenius", dimension_numbers=None):
+def orthogonalize_tree(
+  tree,
+  *,
+  coeffs,
+  steps=None,
+  eps,
+  ns_dtype=None,
+  method="auto",
+  batching="auto",
+  preconditioning="frobenius",
+  dimension_numbers=None,
+):
   """Newton–Schulz of every leaf's matrix (see `to_matrices`), in the leaf's layout.
 
   Args:
@@ -213,9 +239,15 @@ def orthogonalize_tree(tree, *, coeffs, steps=None, eps, ns_dtype=None, method="
     table, traced_steps = coeffs, steps
   else:
     table, traced_steps = ns.coefficient_table(coeffs, steps), None
-  call = lambda x: ns.orthogonalize(x, coeffs=table, steps=traced_steps, eps=eps,
-                                    ns_dtype=ns_dtype, method=method,
-                                    preconditioning=preconditioning)
+  call = lambda x: ns.orthogonalize(
+    x,
+    coeffs=table,
+    steps=traced_steps,
+    eps=eps,
+    ns_dtype=ns_dtype,
+    method=method,
+    preconditioning=preconditioning,
+  )
   flat, restores = zip(*(to_matrices(x, d) for x, d in zip(leaves, dims))) if leaves else ((), ())
   out = [None] * len(leaves)
   if batching == "loop":
@@ -244,12 +276,14 @@ def momentum_direction(updates, mu, count, beta, nesterov: bool, momentum: str):
     return mu, (jax.tree.map(lambda m, g: g + beta * m, mu, updates) if nesterov else mu)
   mu = jax.tree.map(lambda m, g: beta * m + (1 - beta) * g, mu, updates)
   if momentum == "keller":
-    return mu, (jax.tree.map(lambda m, g: beta * m + (1 - beta) * g, mu, updates)
-                if nesterov else mu)
+    return mu, (
+      jax.tree.map(lambda m, g: beta * m + (1 - beta) * g, mu, updates) if nesterov else mu
+    )
   t = count.astype(jnp.float32)
   if nesterov:
     return mu, jax.tree.map(
-        lambda m, g: beta * m / (1 - beta**(t + 1)) + (1 - beta) * g / (1 - beta**t), mu, updates)
+      lambda m, g: beta * m / (1 - beta ** (t + 1)) + (1 - beta) * g / (1 - beta**t), mu, updates
+    )
   return mu, jax.tree.map(lambda m: m / (1 - beta**t), mu)
 
 
@@ -258,12 +292,24 @@ def dual_norm_scale(direction, ortho):
   return jax.tree.map(lambda d, o: jnp.sum(d.conj() * o) * o, direction, ortho)
 
 
-def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
-                  steps: int | None = None, eps: float = 1e-7, scaling: str = "kimi",
-                  mu_dtype=None, ns_dtype=None, *, momentum: str = "paper",
-                  batching: str = "auto", method: str = "auto",
-                  preconditioning: str = "frobenius", dimension_numbers=None,
-                  adaptive: bool = False, kimi_rms: float = KIMI_RMS) -> optax.GradientTransformation:
+def scale_by_muon(
+  beta: float = 0.95,
+  nesterov: bool = True,
+  coeffs: ns.Coeffs = "kimi",
+  steps: int | None = None,
+  eps: float = 1e-7,
+  scaling: str = "kimi",
+  mu_dtype=None,
+  ns_dtype=None,
+  *,
+  momentum: str = "paper",
+  batching: str = "auto",
+  method: str = "auto",
+  preconditioning: str = "frobenius",
+  dimension_numbers=None,
+  adaptive: bool = False,
+  kimi_rms: float = KIMI_RMS,
+) -> optax.GradientTransformation:
   """Muon's direction: momentum -> Newton–Schulz -> shape scaling.
 
   Args:
@@ -314,22 +360,32 @@ def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs =
   _check_number("kimi_rms", kimi_rms, 0.0)
   if scaling not in SCALINGS:
     raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-  for name, value, allowed in (("momentum", momentum, MOMENTUMS),
-                               ("batching", batching, BATCHINGS),
-                               ("method", method, ns.METHODS),
-                               ("preconditioning", preconditioning, ns.PRECONDITIONINGS)):
+  for name, value, allowed in (
+    ("momentum", momentum, MOMENTUMS),
+    ("batching", batching, BATCHINGS),
+    ("method", method, ns.METHODS),
+    ("preconditioning", preconditioning, ns.PRECONDITIONINGS),
+  ):
     if value not in allowed:
       raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-  if not (dimension_numbers is None or callable(dimension_numbers)
-          or all(map(is_dimension_numbers,
-                     jax.tree.leaves(dimension_numbers, is_leaf=is_dimension_numbers)))):
-    raise ValueError("dimension_numbers must be None, MuonDimensionNumbers, a pytree of them"
-                     f" or a callable; got {dimension_numbers!r}")
+  if not (
+    dimension_numbers is None
+    or callable(dimension_numbers)
+    or all(
+      map(is_dimension_numbers, jax.tree.leaves(dimension_numbers, is_leaf=is_dimension_numbers))
+    )
+  ):
+    raise ValueError(
+      "dimension_numbers must be None, MuonDimensionNumbers, a pytree of them"
+      f" or a callable; got {dimension_numbers!r}"
+    )
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
   def init_fn(params):
     _check_matrix_leaves(params, "scale_by_muon")
-    for leaf, dims in zip(jax.tree.leaves(params), leaf_dimension_numbers(dimension_numbers, params)):
+    for leaf, dims in zip(
+      jax.tree.leaves(params), leaf_dimension_numbers(dimension_numbers, params)
+    ):
       matrix_axes(jnp.shape(leaf), dims)
     mu = jax.tree.map(lambda p: jnp.zeros(p.shape, mu_dtype or p.dtype), params)
     return ScaleByMuonState(count=jnp.zeros([], jnp.int32), mu=mu)
@@ -339,17 +395,29 @@ def scale_by_muon(beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs =
     _check_matrix_leaves(updates, "scale_by_muon")
     count = optax.safe_increment(state.count)
     mu, direction = momentum_direction(updates, state.mu, count, beta, nesterov, momentum)
-    dims = (dimension_numbers(updates) if callable(dimension_numbers) else dimension_numbers)
-    ortho = orthogonalize_tree(direction, coeffs=coeffs, steps=steps, eps=eps, ns_dtype=ns_dtype,
-                               method=method, batching=batching, preconditioning=preconditioning,
-                               dimension_numbers=dims)
+    dims = dimension_numbers(updates) if callable(dimension_numbers) else dimension_numbers
+    ortho = orthogonalize_tree(
+      direction,
+      coeffs=coeffs,
+      steps=steps,
+      eps=eps,
+      ns_dtype=ns_dtype,
+      method=method,
+      batching=batching,
+      preconditioning=preconditioning,
+      dimension_numbers=dims,
+    )
     if adaptive:
       ortho = dual_norm_scale(direction, ortho)
     ortho_leaves, treedef = jax.tree.flatten(ortho)
-    new_updates = treedef.unflatten([
+    new_updates = treedef.unflatten(
+      [
         (shape_scale(o.shape, scaling, d, kimi_rms) * o).astype(g.dtype)
-        for o, g, d in zip(ortho_leaves, jax.tree.leaves(updates),
-                           leaf_dimension_numbers(dims, updates))])
+        for o, g, d in zip(
+          ortho_leaves, jax.tree.leaves(updates), leaf_dimension_numbers(dims, updates)
+        )
+      ]
+    )
     mu = jax.tree.map(lambda m, g: m.astype(mu_dtype or g.dtype), mu, updates)
     return new_updates, ScaleByMuonState(count=count, mu=mu)
 
@@ -362,13 +430,27 @@ def _check_learning_rate(name: str, lr) -> None:
   _check_number(name, lr, 0.0)
 
 
-def muon(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
-         weight_decay_mask: Any | Callable[[optax.Params], Any] | None = None,
-         beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
-         steps: int | None = None, eps: float = 1e-7, scaling: str = "kimi", mu_dtype=None,
-         ns_dtype=None, momentum: str = "paper", batching: str = "auto",
-         method: str = "auto", preconditioning: str = "frobenius", dimension_numbers=None,
-         adaptive: bool = False, kimi_rms: float = KIMI_RMS) -> optax.GradientTransformation:
+def muon(
+  learning_rate: optax.ScalarOrSchedule,
+  *,
+  weight_decay: float = 0.0,
+  weight_decay_mask: Any | Callable[[optax.Params], Any] | None = None,
+  beta: float = 0.95,
+  nesterov: bool = True,
+  coeffs: ns.Coeffs = "kimi",
+  steps: int | None = None,
+  eps: float = 1e-7,
+  scaling: str = "kimi",
+  mu_dtype=None,
+  ns_dtype=None,
+  momentum: str = "paper",
+  batching: str = "auto",
+  method: str = "auto",
+  preconditioning: str = "frobenius",
+  dimension_numbers=None,
+  adaptive: bool = False,
+  kimi_rms: float = KIMI_RMS,
+) -> optax.GradientTransformation:
   """Muon: scale_by_muon -> decoupled weight decay -> learning rate.
 
   W <- W - lr * (scale * NS(momentum) + weight_decay * W). Every leaf must be
@@ -380,12 +462,25 @@ def muon(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
   _check_learning_rate("learning_rate", learning_rate)
   _check_number("weight_decay", weight_decay, 0.0)
   return optax.chain(
-      scale_by_muon(beta=beta, nesterov=nesterov, coeffs=coeffs, steps=steps, eps=eps,
-                    scaling=scaling, mu_dtype=mu_dtype, ns_dtype=ns_dtype, momentum=momentum,
-                    batching=batching, method=method, preconditioning=preconditioning,
-                    dimension_numbers=dimension_numbers, adaptive=adaptive, kimi_rms=kimi_rms),
-      optax.add_decayed_weights(weight_decay, weight_decay_mask),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_muon(
+      beta=beta,
+      nesterov=nesterov,
+      coeffs=coeffs,
+      steps=steps,
+      eps=eps,
+      scaling=scaling,
+      mu_dtype=mu_dtype,
+      ns_dtype=ns_dtype,
+      momentum=momentum,
+      batching=batching,
+      method=method,
+      preconditioning=preconditioning,
+      dimension_numbers=dimension_numbers,
+      adaptive=adaptive,
+      kimi_rms=kimi_rms,
+    ),
+    optax.add_decayed_weights(weight_decay, weight_decay_mask),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
@@ -417,11 +512,13 @@ def is_hidden_matrix(path, leaf) -> bool:
 def muon_labels(params, predicate: Callable[[Any, Any], bool] = is_hidden_matrix):
   """Pytree of "muon" / "adamw" labels (see `describe_routing` for a readable table)."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: "muon" if predicate(path, leaf) else "adamw", params)
+    lambda path, leaf: "muon" if predicate(path, leaf) else "adamw", params
+  )
 
 
-def describe_routing(params, predicate: Callable[[Any, Any], bool] = is_hidden_matrix,
-                     dimension_numbers=None) -> str:
+def describe_routing(
+  params, predicate: Callable[[Any, Any], bool] = is_hidden_matrix, dimension_numbers=None
+) -> str:
   """One line per leaf: path, shape, label and, for Muon leaves, the matrix it orthogonalizes.
 
   `print(describe_routing(params))` shows what `muon_with_adamw` does with
@@ -429,8 +526,9 @@ def describe_routing(params, predicate: Callable[[Any, Any], bool] = is_hidden_m
   """
   leaves = jax.tree_util.tree_leaves_with_path(params)
   labels = jax.tree.leaves(muon_labels(params, predicate))
-  muon_tree = jax.tree.map(lambda p, lab: p if lab == "muon" else None,
-                           params, muon_labels(params, predicate))
+  muon_tree = jax.tree.map(
+    lambda p, lab: p if lab == "muon" else None, params, muon_labels(params, predicate)
+  )
   muon_dims = iter(leaf_dimension_numbers(dimension_numbers, muon_tree))
   rows = []
   for (path, leaf), label in zip(leaves, labels):
@@ -442,24 +540,44 @@ def describe_routing(params, predicate: Callable[[Any, Any], bool] = is_hidden_m
       matrix = f"{n_batch} x " if batch else ""
       matrix += f"{fan_in}x{fan_out}"
     rows.append((_path_str(path), str(tuple(jnp.shape(leaf))), label, matrix))
-  widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("path", "shape", "label"))]
+  widths = [
+    max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("path", "shape", "label"))
+  ]
   fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip()
-  return "\n".join([fmt(("path", "shape", "label", "orthogonalized matrix"))] + [fmt(r) for r in rows])
+  return "\n".join(
+    [fmt(("path", "shape", "label", "orthogonalized matrix"))] + [fmt(r) for r in rows]
+  )
 
 
-def muon_with_adamw(learning_rate: optax.ScalarOrSchedule, *,
-                    adam_learning_rate: optax.ScalarOrSchedule | None = None,
-                    adam_b1: float = 0.9, adam_b2: float = 0.999, adam_eps: float = 1e-8,
-                    adam_eps_root: float = 0.0, adam_mu_dtype=None, adam_nesterov: bool = False,
-                    adam_weight_decay: float = 0.0, muon_weight_decay: float = 0.0,
-                    muon_mask: Callable[[Any, Any], bool] | None = None,
-                    beta: float = 0.95, nesterov: bool = True, coeffs: ns.Coeffs = "kimi",
-                    steps: int | None = None, eps: float = 1e-7, scaling: str = "kimi",
-                    mu_dtype=None, ns_dtype=None, momentum: str = "paper",
-                    batching: str = "auto", method: str = "auto",
-                    preconditioning: str = "frobenius", dimension_numbers=None,
-                    adaptive: bool = False,
-                    kimi_rms: float = KIMI_RMS) -> optax.GradientTransformation:
+def muon_with_adamw(
+  learning_rate: optax.ScalarOrSchedule,
+  *,
+  adam_learning_rate: optax.ScalarOrSchedule | None = None,
+  adam_b1: float = 0.9,
+  adam_b2: float = 0.999,
+  adam_eps: float = 1e-8,
+  adam_eps_root: float = 0.0,
+  adam_mu_dtype=None,
+  adam_nesterov: bool = False,
+  adam_weight_decay: float = 0.0,
+  muon_weight_decay: float = 0.0,
+  muon_mask: Callable[[Any, Any], bool] | None = None,
+  beta: float = 0.95,
+  nesterov: bool = True,
+  coeffs: ns.Coeffs = "kimi",
+  steps: int | None = None,
+  eps: float = 1e-7,
+  scaling: str = "kimi",
+  mu_dtype=None,
+  ns_dtype=None,
+  momentum: str = "paper",
+  batching: str = "auto",
+  method: str = "auto",
+  preconditioning: str = "frobenius",
+  dimension_numbers=None,
+  adaptive: bool = False,
+  kimi_rms: float = KIMI_RMS,
+) -> optax.GradientTransformation:
   """Muon on hidden matrices and conv kernels, AdamW on everything else.
 
   Args:
@@ -490,26 +608,50 @@ def muon_with_adamw(learning_rate: optax.ScalarOrSchedule, *,
   def labels(params):
     tree = muon_labels(params, predicate)
     if "muon" not in jax.tree.leaves(tree):
-      multi = [f"'{_path_str(p)}' {tuple(jnp.shape(x))}"
-               for p, x in jax.tree_util.tree_leaves_with_path(params) if jnp.ndim(x) >= 2]
+      multi = [
+        f"'{_path_str(p)}' {tuple(jnp.shape(x))}"
+        for p, x in jax.tree_util.tree_leaves_with_path(params)
+        if jnp.ndim(x) >= 2
+      ]
       raise ValueError(
-          "muon_mask: no leaf was routed to Muon. >= 2-D leaves seen: "
-          f"{', '.join(multi[:8]) or 'none'}{' ...' if len(multi) > 8 else ''}. Pass"
-          " muon_mask=lambda path, leaf: ... (e.g. jnp.ndim(leaf) >= 2 for conv kernels, which"
-          " are then flattened to (kh*kw*c_in, c_out); see dimension_numbers)")
+        "muon_mask: no leaf was routed to Muon. >= 2-D leaves seen: "
+        f"{', '.join(multi[:8]) or 'none'}{' ...' if len(multi) > 8 else ''}. Pass"
+        " muon_mask=lambda path, leaf: ... (e.g. jnp.ndim(leaf) >= 2 for conv kernels, which"
+        " are then flattened to (kh*kw*c_in, c_out); see dimension_numbers)"
+      )
     return tree
 
   return optax.partition(
-      {
-          "muon": muon(learning_rate, weight_decay=muon_weight_decay, beta=beta,
-                       nesterov=nesterov, coeffs=coeffs, steps=steps, eps=eps, scaling=scaling,
-                       mu_dtype=mu_dtype, ns_dtype=ns_dtype, momentum=momentum,
-                       batching=batching, method=method, preconditioning=preconditioning,
-                       dimension_numbers=dimension_numbers, adaptive=adaptive,
-                       kimi_rms=kimi_rms),
-          "adamw": optax.adamw(adam_learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps,
-                               eps_root=adam_eps_root, mu_dtype=adam_mu_dtype,
-                               weight_decay=adam_weight_decay, nesterov=adam_nesterov),
-      },
-      labels,
+    {
+      "muon": muon(
+        learning_rate,
+        weight_decay=muon_weight_decay,
+        beta=beta,
+        nesterov=nesterov,
+        coeffs=coeffs,
+        steps=steps,
+        eps=eps,
+        scaling=scaling,
+        mu_dtype=mu_dtype,
+        ns_dtype=ns_dtype,
+        momentum=momentum,
+        batching=batching,
+        method=method,
+        preconditioning=preconditioning,
+        dimension_numbers=dimension_numbers,
+        adaptive=adaptive,
+        kimi_rms=kimi_rms,
+      ),
+      "adamw": optax.adamw(
+        adam_learning_rate,
+        b1=adam_b1,
+        b2=adam_b2,
+        eps=adam_eps,
+        eps_root=adam_eps_root,
+        mu_dtype=adam_mu_dtype,
+        weight_decay=adam_weight_decay,
+        nesterov=adam_nesterov,
+      ),
+    },
+    labels,
   )

@@ -26,40 +26,66 @@ def test_signatures_and_defaults_are_optax(name):
 
 
 def test_exports_cover_optax_contrib_muon_names():
-  exported = {n for n in dir(contrib) if getattr(getattr(contrib, n), "__module__", "") == optax_muon.__name__}
+  exported = {
+    n for n in dir(contrib) if getattr(getattr(contrib, n), "__module__", "") == optax_muon.__name__
+  }
   assert exported <= set(compat.__all__), exported - set(compat.__all__)
   assert compat.MuonDimensionNumbers._fields == contrib.MuonDimensionNumbers._fields
   assert compat.MuonDimensionNumbers() == contrib.MuonDimensionNumbers()
 
 
-SHAPES = {"wide": (12, 40), "tall": (40, 12), "square": (16, 16), "bias": (16,),
-          "conv": (3, 3, 4, 8), "stack": (3, 10, 6)}
+SHAPES = {
+  "wide": (12, 40),
+  "tall": (40, 12),
+  "square": (16, 16),
+  "bias": (16,),
+  "conv": (3, 3, 4, 8),
+  "stack": (3, 10, 6),
+}
 CONV = contrib.MuonDimensionNumbers(reduction_axis=(0, 1, 2), output_axis=3)
 
 
 def _tree(seed, shapes=SHAPES, dtype=jnp.float32):
   key = jax.random.PRNGKey(seed)
-  return {n: jax.random.normal(jax.random.fold_in(key, i), s, dtype) for i, (n, s) in enumerate(shapes.items())}
+  return {
+    n: jax.random.normal(jax.random.fold_in(key, i), s, dtype)
+    for i, (n, s) in enumerate(shapes.items())
+  }
 
 
 def _dims(params):
-  return {"wide": contrib.MuonDimensionNumbers(), "tall": contrib.MuonDimensionNumbers(),
-          "square": None, "bias": None, "conv": CONV,
-          "stack": contrib.MuonDimensionNumbers(reduction_axis=-2, output_axis=-1)}
+  return {
+    "wide": contrib.MuonDimensionNumbers(),
+    "tall": contrib.MuonDimensionNumbers(),
+    "square": None,
+    "bias": None,
+    "conv": CONV,
+    "stack": contrib.MuonDimensionNumbers(reduction_axis=-2, output_axis=-1),
+  }
 
 
 OPTIONS = {
-    "defaults": {},
-    "no_nesterov_adaptive": {"nesterov": False, "adaptive": True},
-    "spectral": {"preconditioning": "spectral"},
-    "aol_dion": {"preconditioning": "aol", "ns_coeffs": "dion"},
-    "schatten_3_steps": {"preconditioning": "schatten", "ns_steps": 3},
-    "table_and_rms": {"ns_coeffs": ((4.0, -5.0, 2.0), (3.4445, -4.7750, 2.0315)), "ns_steps": 4,
-                      "consistent_rms": 0.2},
-    "decay_adam": {"weight_decay": 0.1, "adam_weight_decay": 0.01, "adam_learning_rate": 3e-3,
-                   "adam_b2": 0.95, "adam_eps_root": 1e-6, "beta": 0.9, "eps": 1e-6},
-    "dims_tree": {"muon_weight_dimension_numbers": _dims({})},
-    "dims_callable_bf16_mu": {"muon_weight_dimension_numbers": _dims, "mu_dtype": jnp.bfloat16},
+  "defaults": {},
+  "no_nesterov_adaptive": {"nesterov": False, "adaptive": True},
+  "spectral": {"preconditioning": "spectral"},
+  "aol_dion": {"preconditioning": "aol", "ns_coeffs": "dion"},
+  "schatten_3_steps": {"preconditioning": "schatten", "ns_steps": 3},
+  "table_and_rms": {
+    "ns_coeffs": ((4.0, -5.0, 2.0), (3.4445, -4.7750, 2.0315)),
+    "ns_steps": 4,
+    "consistent_rms": 0.2,
+  },
+  "decay_adam": {
+    "weight_decay": 0.1,
+    "adam_weight_decay": 0.01,
+    "adam_learning_rate": 3e-3,
+    "adam_b2": 0.95,
+    "adam_eps_root": 1e-6,
+    "beta": 0.9,
+    "eps": 1e-6,
+  },
+  "dims_tree": {"muon_weight_dimension_numbers": _dims({})},
+  "dims_callable_bf16_mu": {"muon_weight_dimension_numbers": _dims, "mu_dtype": jnp.bfloat16},
 }
 
 
@@ -76,8 +102,9 @@ def _run_both(kwargs, params, steps=3):
     step = jax.jit(tx.update)
     updates = []
     for t in range(steps):
-      u, state = step(_tree(100 + t, {n: p.shape for n, p in params.items()}, params["wide"].dtype),
-                      state, params)
+      u, state = step(
+        _tree(100 + t, {n: p.shape for n, p in params.items()}, params["wide"].dtype), state, params
+      )
       updates.append(u)
     out.append((updates, state))
   return out
@@ -91,7 +118,9 @@ def test_same_function_and_state_structure_as_optax(option):
     for n in params:
       assert _rel(ours[t][n], ref[t][n]) <= 1e-5, (option, t, n, _rel(ours[t][n], ref[t][n]))
   is_masked = lambda x: isinstance(x, optax.MaskedNode)
-  assert jax.tree.structure(s_ours, is_leaf=is_masked) == jax.tree.structure(s_ref, is_leaf=is_masked)
+  assert jax.tree.structure(s_ours, is_leaf=is_masked) == jax.tree.structure(
+    s_ref, is_leaf=is_masked
+  )
   for a, b in zip(jax.tree.leaves(s_ours), jax.tree.leaves(s_ref)):
     assert a.shape == b.shape and a.dtype == b.dtype
 
@@ -134,32 +163,50 @@ def test_inject_hyperparams_with_traced_ns_steps():
     assert _rel(out[0][n], out[1][n]) <= 1e-5, n
 
 
-@pytest.mark.parametrize("shape, dims", [
+@pytest.mark.parametrize(
+  "shape, dims",
+  [
     ((2, 3, 4), contrib.MuonDimensionNumbers(reduction_axis=-3, output_axis=-1)),
     ((2, 3, 4, 5), contrib.MuonDimensionNumbers(reduction_axis=2, output_axis=(0, 3))),
     ((5, 12, 1, 2), contrib.MuonDimensionNumbers(reduction_axis=(0, 3), output_axis=(1,))),
-])
+  ],
+)
 @pytest.mark.parametrize("preconditioning", ["frobenius", "aol"])
 def test_orthogonalize_matches_optax_on_reshaped_axes(shape, dims, preconditioning):
   x = jax.random.normal(jax.random.PRNGKey(2), shape)
   coeffs = jnp.asarray(optax_muon._DEFAULT_NS_COEFFS)
-  ours = compat.orthogonalize_via_newton_schulz(x, coeffs, preconditioning=preconditioning,
-                                                dimension_numbers=dims)
-  ref = optax_muon.orthogonalize_via_newton_schulz(x, coeffs, preconditioning=preconditioning,
-                                                   dimension_numbers=dims)
+  ours = compat.orthogonalize_via_newton_schulz(
+    x, coeffs, preconditioning=preconditioning, dimension_numbers=dims
+  )
+  ref = optax_muon.orthogonalize_via_newton_schulz(
+    x, coeffs, preconditioning=preconditioning, dimension_numbers=dims
+  )
   assert ours.shape == shape
   assert _rel(ours, ref) <= 1e-5
 
 
-@pytest.mark.parametrize("make, match", [
+@pytest.mark.parametrize(
+  "make, match",
+  [
     (lambda: compat.muon(0.1, ns_coeffs="bogus"), "Unknown ns_coeff preset string: bogus"),
-    (lambda: compat.scale_by_muon(ns_coeffs=((1, 2, 3),) * 4, ns_steps=3).init({"w": jnp.ones((2, 2))}),
-     "Not enough coeffs to perform 3 steps"),
-    (lambda: compat.orthogonalize_via_newton_schulz(jnp.ones((2, 2, 2)), jnp.ones(3)),
-     "Input must have shape"),
-    (lambda: compat.orthogonalize_via_newton_schulz(jnp.ones((2, 2)), jnp.ones(3), preconditioning="x"),
-     "Unknown preconditioning x"),
-])
+    (
+      lambda: compat.scale_by_muon(ns_coeffs=((1, 2, 3),) * 4, ns_steps=3).init(
+        {"w": jnp.ones((2, 2))}
+      ),
+      "Not enough coeffs to perform 3 steps",
+    ),
+    (
+      lambda: compat.orthogonalize_via_newton_schulz(jnp.ones((2, 2, 2)), jnp.ones(3)),
+      "Input must have shape",
+    ),
+    (
+      lambda: compat.orthogonalize_via_newton_schulz(
+        jnp.ones((2, 2)), jnp.ones(3), preconditioning="x"
+      ),
+      "Unknown preconditioning x",
+    ),
+  ],
+)
 def test_errors_are_optax_errors(make, match):
   with pytest.raises(ValueError, match=match):
     make()

@@ -19,14 +19,17 @@ class DemoConfig:
   resume: bool = config.field(False, "reuse finished work")
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     ({"dims": (1, 4)}, r"^dims=1 is out of range; allowed \[2, 16384\]"),
     ({"dims": (4, 4)}, r"^dims has duplicate values"),
     ({"dims": ()}, r"^dims must not be empty"),
     ({"lr": 0.0}, r"^lr=0.0 is out of range; allowed \(0.0, inf\)"),
     ({"lr": float("nan")}, r"^lr=nan is out of range"),
     ({"optimizer": "lion"}, r"^optimizer='lion' is not allowed; choose from muon, adamw"),
-])
+  ],
+)
 def test_check_names_the_field(kwargs, match):
   with pytest.raises(ValueError, match=match):
     config.check(DemoConfig(**kwargs))
@@ -83,19 +86,30 @@ def demo(tmp_path_factory):
 
   def run(*args):
     env = dict(os.environ, PYTHONPATH=root)
-    return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
-                          check=False, env=env, cwd=root, timeout=120)
+    return subprocess.run(
+      [sys.executable, str(path), *args],
+      capture_output=True,
+      text=True,
+      check=False,
+      env=env,
+      cwd=root,
+      timeout=120,
+    )
+
   return run
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(
+  "args, expected",
+  [
     (["--dims=1,2"], "error: --dims=1 is out of range; allowed [2, 16384]"),
     (["--dims=a"], "error: --dims: could not parse 'a' as int"),
     (["--lr=x"], "error: flag --lr=x: could not convert string to float: 'x'"),
     (["--optimizer=lion"], "error: --optimizer='lion' is not allowed; choose from muon, adamw"),
     (["--nosuchflag=1"], "error: Unknown command line flag 'nosuchflag'"),
     (["--resume"], "error: out_dir="),
-])
+  ],
+)
 def test_cli_bad_input_is_one_line_exit_2(demo, args, expected):
   proc = demo(*args)
   assert proc.returncode == 2

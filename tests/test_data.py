@@ -70,8 +70,9 @@ def test_packing_is_exact_and_splits_are_disjoint(jsonl_corpus):
   assert train_docs and eval_docs
   got = {}
   for split, want in (("train", train_docs), ("eval", eval_docs)):
-    it = data.build_pipeline(jsonl_corpus, "bytes", seq_len=17, batch_size=3, seed=5, split=split,
-                             eval_fraction=0.3)
+    it = data.build_pipeline(
+      jsonl_corpus, "bytes", seq_len=17, batch_size=3, seed=5, split=split, eval_fraction=0.3
+    )
     b = next(it)
     assert b.shape == (3, 18) and b.dtype == np.int32 and it.vocab_size == 257 and it.eos_id == 256
     it.set_state({"epoch": 0, "shard": 0, "doc": 0, "token": 0})
@@ -87,16 +88,21 @@ def test_packing_is_exact_and_splits_are_disjoint(jsonl_corpus):
 
 def test_bytes_stream_matches_numpy_reference(jsonl_corpus):
   """Rows are consecutive slices of (doc bytes + EOS) concatenated in the pipeline's doc order."""
-  it = data.build_pipeline(jsonl_corpus, "bytes", seq_len=31, batch_size=2, seed=1, eval_fraction=0.3)
+  it = data.build_pipeline(
+    jsonl_corpus, "bytes", seq_len=31, batch_size=2, seed=1, eval_fraction=0.3
+  )
   stream = _flat(it, 40)
   segs = _split_docs(stream, 256, 10)
-  ref = np.concatenate([np.append(np.frombuffer(it.tokenizer.decode(s).encode(), np.uint8), 256)
-                        for s in segs])
-  np.testing.assert_array_equal(stream[:len(ref)], ref)
+  ref = np.concatenate(
+    [np.append(np.frombuffer(it.tokenizer.decode(s).encode(), np.uint8), 256) for s in segs]
+  )
+  np.testing.assert_array_equal(stream[: len(ref)], ref)
 
 
 def test_determinism_and_seed_dependence(jsonl_corpus):
-  make = lambda seed: data.build_pipeline(jsonl_corpus, "bytes", seq_len=16, batch_size=4, seed=seed)
+  make = lambda seed: data.build_pipeline(
+    jsonl_corpus, "bytes", seq_len=16, batch_size=4, seed=seed
+  )
   a, b, c = _flat(make(3), 30), _flat(make(3), 30), _flat(make(4), 30)
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
@@ -111,8 +117,9 @@ def test_resume_matches_uninterrupted(jsonl_corpus, cut):
   epoch_batches = sum(len(d.encode()) + 1 for d in _splits(0.3)[0]) / 60
   if cut == "epoch1":
     cut = int(epoch_batches) + 2
-  make = lambda: data.build_pipeline(jsonl_corpus, "bytes", seq_len=19, batch_size=3, seed=2,
-                                     eval_fraction=0.3)
+  make = lambda: data.build_pipeline(
+    jsonl_corpus, "bytes", seq_len=19, batch_size=3, seed=2, eval_fraction=0.3
+  )
   ref = make()
   batches = [next(ref) for _ in range(cut + 5)]
   probe = make()
@@ -133,9 +140,11 @@ def test_state_is_shape_independent_and_checked(jsonl_corpus):
   head = _flat(first, 9)
   other = data.build_pipeline(jsonl_corpus, "bytes", seq_len=6, batch_size=5, seed=0)
   other.set_state(first.get_state())
-  np.testing.assert_array_equal(np.concatenate([head, _flat(other, 5)]), full[:len(head) + 175])
+  np.testing.assert_array_equal(np.concatenate([head, _flat(other, 5)]), full[: len(head) + 175])
   with pytest.raises(ValueError, match="seed"):
-    data.build_pipeline(jsonl_corpus, "bytes", seq_len=10, batch_size=2, seed=1).set_state(first.get_state())
+    data.build_pipeline(jsonl_corpus, "bytes", seq_len=10, batch_size=2, seed=1).set_state(
+      first.get_state()
+    )
 
 
 def test_stdlib_corpus_is_real_python_source():
@@ -143,7 +152,9 @@ def test_stdlib_corpus_is_real_python_source():
   first = next(it).ravel()
   shards = data.stdlib_source().shards
   assert len(shards) > 100
-  text = it.tokenizer.decode(first[:np.flatnonzero(first == it.eos_id)[0]] if it.eos_id in first else first)
+  text = it.tokenizer.decode(
+    first[: np.flatnonzero(first == it.eos_id)[0]] if it.eos_id in first else first
+  )
   sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in shards]
   assert any(src.startswith(text) for src in sources)
   ev = data.build_pipeline("stdlib", "bytes", seq_len=64, batch_size=2, seed=0, split="eval")
@@ -152,8 +163,15 @@ def test_stdlib_corpus_is_real_python_source():
 
 def test_trained_bpe_roundtrip_cache_and_path_form(tmp_path):
   cache = str(tmp_path / "cache")
-  it = data.build_pipeline("stdlib", "train:600", seq_len=64, batch_size=2, seed=0, cache_dir=cache,
-                           tokenizer_sample_chars=400_000)
+  it = data.build_pipeline(
+    "stdlib",
+    "train:600",
+    seq_len=64,
+    batch_size=2,
+    seed=0,
+    cache_dir=cache,
+    tokenizer_sample_chars=400_000,
+  )
   tok = it.tokenizer
   assert it.vocab_size == 600 and it.eos_id == 0
   text = open(os.path.join(os.path.dirname(os.__file__), "textwrap.py"), encoding="utf-8").read()
@@ -163,14 +181,24 @@ def test_trained_bpe_roundtrip_cache_and_path_form(tmp_path):
   # EOS separates documents in the packed stream and each segment decodes to real text.
   stream = _flat(it, 300)
   segs = _split_docs(stream, it.eos_id, 2)
-  sources = [open(s.path, encoding="utf-8", errors="replace").read() for s in data.stdlib_source().shards]
+  sources = [
+    open(s.path, encoding="utf-8", errors="replace").read() for s in data.stdlib_source().shards
+  ]
   assert all(tok.decode(s) in sources for s in segs)
   (cached,) = os.listdir(os.path.join(cache, "tokenizers"))
   # Cache hit gives the same tokenizer; the PATH form loads the same file.
-  again = data.build_pipeline("stdlib", "train:600", seq_len=64, batch_size=2, seed=0, cache_dir=cache,
-                              tokenizer_sample_chars=400_000)
-  via_path = data.build_pipeline("stdlib", os.path.join(cache, "tokenizers", cached), seq_len=64,
-                                 batch_size=2, seed=0)
+  again = data.build_pipeline(
+    "stdlib",
+    "train:600",
+    seq_len=64,
+    batch_size=2,
+    seed=0,
+    cache_dir=cache,
+    tokenizer_sample_chars=400_000,
+  )
+  via_path = data.build_pipeline(
+    "stdlib", os.path.join(cache, "tokenizers", cached), seq_len=64, batch_size=2, seed=0
+  )
   for other in (again, via_path):
     np.testing.assert_array_equal(other.tokenizer.encode_batch([text])[0], ids)
     assert other.eos_id == 0 and other.vocab_size == 600
@@ -189,9 +217,13 @@ def test_sentencepiece_model_path_roundtrip(tmp_path, jsonl_corpus):
 def _write_parquet_shards(root, docs_per_shard):
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   os.makedirs(root, exist_ok=True)
   for i, docs in enumerate(docs_per_shard):
-    pq.write_table(pa.table({"text": docs, "n": list(range(len(docs)))}), os.path.join(root, f"part-{i:02d}.parquet"))
+    pq.write_table(
+      pa.table({"text": docs, "n": list(range(len(docs)))}),
+      os.path.join(root, f"part-{i:02d}.parquet"),
+    )
 
 
 def test_hf_streaming_on_local_parquet(tmp_path):
@@ -231,30 +263,43 @@ def test_hf_streaming_single_jsonl_uses_document_split(tmp_path):
       f.write(json.dumps({"text": d}) + "\n")
   train_docs, eval_docs = _splits(0.3)
   for split, want in (("train", train_docs), ("eval", eval_docs)):
-    it = data.build_pipeline(f"hf:{tmp_path / 'js'}", "bytes", seq_len=40, batch_size=2, seed=0,
-                             split=split, eval_fraction=0.3)
+    it = data.build_pipeline(
+      f"hf:{tmp_path / 'js'}",
+      "bytes",
+      seq_len=40,
+      batch_size=2,
+      seed=0,
+      split=split,
+      eval_fraction=0.3,
+    )
     docs, _ = _epoch_docs(it, want)
     assert docs == want  # one streamed shard: stored order, hash-split documents
 
 
-@pytest.mark.parametrize("spec, match", [
+@pytest.mark.parametrize(
+  "spec, match",
+  [
     ("web", "valid forms: stdlib | files:PATH | hf:NAME"),
     ("files:", "needs a path"),
     ("files:/no/such/dir", "no such file"),
     ("hf:", "needs a dataset name"),
-])
+  ],
+)
 def test_bad_corpus_specs(spec, match):
   with pytest.raises(ValueError, match=match) as e:
     data.validate_corpus_spec(spec)
   assert "\n" not in str(e.value) and str(e.value).startswith(f"corpus={spec!r}")
 
 
-@pytest.mark.parametrize("spec, match", [
+@pytest.mark.parametrize(
+  "spec, match",
+  [
     ("words", "no such file"),
     ("train:abc", "must be an integer"),
     ("train:100", "out of range"),
     ("/no/such/tokenizer.json", "no such file"),
-])
+  ],
+)
 def test_bad_tokenizer_specs(spec, match):
   with pytest.raises(ValueError, match=match) as e:
     data.validate_tokenizer_spec(spec)
@@ -267,8 +312,14 @@ def test_bad_corpora_give_clear_errors(tmp_path):
   (tmp_path / "empty" / "a.txt").write_text("")
   with pytest.raises(ValueError, match="no non-empty documents"):
     next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0))
-  with pytest.raises(ValueError, match="no non-empty documents"):  # raised through the prefetch thread
-    next(data.build_pipeline(f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0, prefetch=2))
+  with pytest.raises(
+    ValueError, match="no non-empty documents"
+  ):  # raised through the prefetch thread
+    next(
+      data.build_pipeline(
+        f"files:{tmp_path / 'empty'}", seq_len=8, batch_size=1, seed=0, prefetch=2
+      )
+    )
   (tmp_path / "binary").mkdir()
   (tmp_path / "binary" / "x.bin").write_bytes(b"\0\1")
   with pytest.raises(ValueError, match="holds no text"):
@@ -286,7 +337,9 @@ def test_bad_corpora_give_clear_errors(tmp_path):
 
 
 def test_prefetch_thread_gives_same_batches_and_states(jsonl_corpus):
-  make = lambda p: data.build_pipeline(jsonl_corpus, "bytes", seq_len=13, batch_size=2, seed=4, prefetch=p)
+  make = lambda p: data.build_pipeline(
+    jsonl_corpus, "bytes", seq_len=13, batch_size=2, seed=4, prefetch=p
+  )
   plain, ahead = make(0), make(3)
   for _ in range(12):
     np.testing.assert_array_equal(next(ahead), next(plain))
@@ -304,7 +357,8 @@ def test_prefetch_thread_gives_same_batches_and_states(jsonl_corpus):
 
 def test_fineweb_edu_spec_parses_and_fails_cleanly_offline():
   assert data.validate_corpus_spec(data.FINEWEB_EDU) == data.CorpusSpec(
-      "hf", "HuggingFaceFW/fineweb-edu", "sample-100BT")
+    "hf", "HuggingFaceFW/fineweb-edu", "sample-100BT"
+  )
   if os.environ.get("HF_HUB_OFFLINE") != "1":
     pytest.skip("only checked where the hub is switched off (never downloads)")
   with pytest.raises(ValueError, match="could not open the dataset") as e:

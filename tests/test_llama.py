@@ -19,17 +19,24 @@ def _random_hf_checkpoint(cfg: llama.LlamaConfig, seed=0):
   rng = np.random.default_rng(seed)
   d, hd, f = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
   w = lambda *s: (0.2 * rng.standard_normal(s)).astype(np.float32)
-  sd = {"model.embed_tokens.weight": w(cfg.vocab_size, d),
-        "model.norm.weight": (1 + w(d)), "lm_head.weight": w(cfg.vocab_size, d)}
+  sd = {
+    "model.embed_tokens.weight": w(cfg.vocab_size, d),
+    "model.norm.weight": (1 + w(d)),
+    "lm_head.weight": w(cfg.vocab_size, d),
+  }
   for i in range(cfg.num_layers):
     p = f"model.layers.{i}."
-    sd |= {p + "self_attn.q_proj.weight": w(cfg.num_heads * hd, d),
-           p + "self_attn.k_proj.weight": w(cfg.num_kv_heads * hd, d),
-           p + "self_attn.v_proj.weight": w(cfg.num_kv_heads * hd, d),
-           p + "self_attn.o_proj.weight": w(d, cfg.num_heads * hd),
-           p + "mlp.gate_proj.weight": w(f, d), p + "mlp.up_proj.weight": w(f, d),
-           p + "mlp.down_proj.weight": w(d, f),
-           p + "input_layernorm.weight": 1 + w(d), p + "post_attention_layernorm.weight": 1 + w(d)}
+    sd |= {
+      p + "self_attn.q_proj.weight": w(cfg.num_heads * hd, d),
+      p + "self_attn.k_proj.weight": w(cfg.num_kv_heads * hd, d),
+      p + "self_attn.v_proj.weight": w(cfg.num_kv_heads * hd, d),
+      p + "self_attn.o_proj.weight": w(d, cfg.num_heads * hd),
+      p + "mlp.gate_proj.weight": w(f, d),
+      p + "mlp.up_proj.weight": w(f, d),
+      p + "mlp.down_proj.weight": w(d, f),
+      p + "input_layernorm.weight": 1 + w(d),
+      p + "post_attention_layernorm.weight": 1 + w(d),
+    }
   return sd
 
 
@@ -47,7 +54,7 @@ def _numpy_forward(cfg: llama.LlamaConfig, sd, tokens_BxL):
   cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
 
   def rope(x):  # (B, L, N, H)
-    x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
     return x * cos[:, None] + np.concatenate([-x2, x1], -1) * sin[:, None]
 
   x = sd["model.embed_tokens.weight"][tokens_BxL]
@@ -67,7 +74,11 @@ def _numpy_forward(cfg: llama.LlamaConfig, sd, tokens_BxL):
     x = x + o @ sd[p + "self_attn.o_proj.weight"].T
     h = rms(x, sd[p + "post_attention_layernorm.weight"])
     g = h @ sd[p + "mlp.gate_proj.weight"].T
-    x = x + ((g / (1 + np.exp(-g))) * (h @ sd[p + "mlp.up_proj.weight"].T)) @ sd[p + "mlp.down_proj.weight"].T
+    x = (
+      x
+      + ((g / (1 + np.exp(-g))) * (h @ sd[p + "mlp.up_proj.weight"].T))
+      @ sd[p + "mlp.down_proj.weight"].T
+    )
   return rms(x, sd["model.norm.weight"]) @ sd["lm_head.weight"].T
 
 
@@ -108,12 +119,17 @@ def test_160m_param_count_equals_hf_config_count():
   cfg = llama.llama_160m()
   hf = cfg.to_hf_config()
   # JackFram/llama-160m config.json values (paper App 12).
-  assert (hf["hidden_size"], hf["intermediate_size"], hf["num_hidden_layers"],
-          hf["num_attention_heads"], hf["num_key_value_heads"], hf["vocab_size"]) == (
-              768, 3072, 12, 12, 12, 32000)
+  assert (
+    hf["hidden_size"],
+    hf["intermediate_size"],
+    hf["num_hidden_layers"],
+    hf["num_attention_heads"],
+    hf["num_key_value_heads"],
+    hf["vocab_size"],
+  ) == (768, 3072, 12, 12, 12, 32000)
   d, f, v, n = 768, 3072, 32000, 12
   per_layer = 4 * d * d + 3 * d * f + 2 * d  # q,k,v,o + gate,up,down + 2 norms
-  want = 2 * v * d + n * per_layer + d       # untied embed + lm_head, final norm
+  want = 2 * v * d + n * per_layer + d  # untied embed + lm_head, final norm
   assert want == 162_417_408
   assert llama.param_count(llama.abstract_model(cfg)) == want
   assert llama.matmul_param_count(cfg) == want - v * d - (2 * n + 1) * d
@@ -122,7 +138,8 @@ def test_160m_param_count_equals_hf_config_count():
 def _paths(model):
   pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   return jax.tree_util.tree_map_with_path(
-      lambda p, _: jax.tree_util.keystr(p, simple=True, separator="/"), pure), pure
+    lambda p, _: jax.tree_util.keystr(p, simple=True, separator="/"), pure
+  ), pure
 
 
 def test_param_paths_and_muon_routing():
@@ -130,8 +147,15 @@ def test_param_paths_and_muon_routing():
   names, pure = _paths(model)
   flat = set(jax.tree.leaves(names))
   for i in range(3):
-    for proj in ("attn/q_proj", "attn/k_proj", "attn/v_proj", "attn/o_proj",
-                 "mlp/gate_proj", "mlp/up_proj", "mlp/down_proj"):
+    for proj in (
+      "attn/q_proj",
+      "attn/k_proj",
+      "attn/v_proj",
+      "attn/o_proj",
+      "mlp/gate_proj",
+      "mlp/up_proj",
+      "mlp/down_proj",
+    ):
       assert f"layers/{i}/{proj}/kernel" in flat
   assert {"embed/embedding", "lm_head/kernel", "norm/scale"} <= flat
   labels = dict(zip(jax.tree.leaves(names), jax.tree.leaves(muon_labels(pure))))
@@ -223,9 +247,12 @@ def test_cudnn_attention_off_gpu_is_a_clear_error_before_compiling():
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs a GPU")
 def test_cudnn_attention_matches_xla_to_bf16_tolerance():
-  cfg = llama.tiny(vocab_size=50, dtype="bfloat16", head_dim=64, num_heads=4, num_kv_heads=2,
-                   hidden_size=256)
+  cfg = llama.tiny(
+    vocab_size=50, dtype="bfloat16", head_dim=64, num_heads=4, num_kv_heads=2, hidden_size=256
+  )
   tokens = jnp.asarray(np.random.default_rng(6).integers(0, 50, (2, 128)), jnp.int32)
   xla = np.asarray(llama.Llama(cfg, rngs=nnx.Rngs(2))(tokens), np.float32)
-  cudnn = np.asarray(llama.Llama(cfg.replace(attention="cudnn"), rngs=nnx.Rngs(2))(tokens), np.float32)
+  cudnn = np.asarray(
+    llama.Llama(cfg.replace(attention="cudnn"), rngs=nnx.Rngs(2))(tokens), np.float32
+  )
   np.testing.assert_allclose(cudnn, xla, atol=0.05 * np.abs(xla).max())

@@ -51,7 +51,9 @@ def test_chunked_cross_entropy_is_the_token_mean_of_numpy_log_softmax():
   hidden = rng.standard_normal((3, 5, 8)).astype(np.float32)
   kernel = rng.standard_normal((8, 11)).astype(np.float32)
   labels = rng.integers(0, 11, (3, 5)).astype(np.int32)
-  got = losses.chunked_cross_entropy(jnp.asarray(hidden), jnp.asarray(kernel), jnp.asarray(labels), 4)
+  got = losses.chunked_cross_entropy(
+    jnp.asarray(hidden), jnp.asarray(kernel), jnp.asarray(labels), 4
+  )
   want = _numpy_loss(hidden.astype(np.float64) @ kernel.astype(np.float64), labels)
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
 
@@ -82,28 +84,36 @@ def test_bad_chunk_is_rejected():
   with pytest.raises(ValueError, match="^chunk=-1"):
     losses.next_token_loss(None, jnp.zeros((1, 3), jnp.int32), -1)
   with pytest.raises(ValueError, match="^chunk=0"):
-    losses.chunked_cross_entropy(jnp.zeros((1, 2, 4)), jnp.zeros((4, 5)), jnp.zeros((1, 2), jnp.int32), 0)
+    losses.chunked_cross_entropy(
+      jnp.zeros((1, 2, 4)), jnp.zeros((4, 5)), jnp.zeros((1, 2), jnp.int32), 0
+    )
 
 
 def test_trainer_step_with_loss_chunk_and_remat_equals_the_default_step():
   from muon_jax import train as tr
+
   base = tr.TrainConfig(model="tiny", optimizer="adamw", seq_len=16, global_batch=2, micro_batch=2)
   vocab = ByteTokenizer.vocab_size
   tokens = np.random.default_rng(2).integers(0, vocab, (1, 1, 2, 17)).astype(np.int32)
   device = jax.local_devices()[:1]
   after = {}
-  for name, cfg in {"default": base,
-                    "chunked": dataclasses.replace(base, loss_chunk=5, remat="block")}.items():
+  for name, cfg in {
+    "default": base,
+    "chunked": dataclasses.replace(base, loss_chunk=5, remat="block"),
+  }.items():
     graphdef, params = tr.init_params(tr.model_config(cfg, vocab), jax.random.key(0))
     opt = tr.build_optimizer(cfg)
     step = tr.data_parallel(tr.make_train_step(graphdef, opt, cfg), device)
-    new_params, _, metrics = step(tr.replicate(params, device), tr.replicate(opt.init(params), device),
-                                  np.int32(1), tokens)
+    new_params, _, metrics = step(
+      tr.replicate(params, device), tr.replicate(opt.init(params), device), np.int32(1), tokens
+    )
     after[name] = ({k: float(metrics[k][0]) for k in ("loss", "grad_norm")}, new_params)
   for k in ("loss", "grad_norm"):
     assert after["chunked"][0][k] == pytest.approx(after["default"][0][k], rel=1e-5), k
   # Adam's first update is g / (|g| + eps) * lr: a coordinate with |g| near
   # eps turns gradient rounding into up to ~lr of difference, so parameters
   # are compared at a small fraction of lr.
-  for a, b in zip(jax.tree.leaves(after["chunked"][1]), jax.tree.leaves(after["default"][1]), strict=True):
+  for a, b in zip(
+    jax.tree.leaves(after["chunked"][1]), jax.tree.leaves(after["default"][1]), strict=True
+  ):
     np.testing.assert_allclose(a, b, rtol=0, atol=0.05 * base.lr)

@@ -13,8 +13,9 @@ from muon_jax import metrics, results
 
 def test_target_spectrum_and_orthogonality():
   n, kappa = 12, 100.0
-  t, u_star, v_star, s = (np.asarray(a, np.float64)
-                          for a in mf.make_target(jax.random.PRNGKey(3), n, kappa))
+  t, u_star, v_star, s = (
+    np.asarray(a, np.float64) for a in mf.make_target(jax.random.PRNGKey(3), n, kappa)
+  )
   np.testing.assert_allclose(s, kappa ** (-np.arange(n) / (n - 1)), rtol=1e-6)
   assert s[0] == pytest.approx(1.0) and s[-1] == pytest.approx(1 / kappa, rel=1e-5)
   np.testing.assert_allclose(u_star.T @ u_star, np.eye(n), atol=2e-6)
@@ -62,8 +63,9 @@ def test_estimator_singular_values_and_effective_rank_of_known_spectra():
   # float64 SVD of the n x n product.
   params = mf.init_factors(jax.random.PRNGKey(2), n, r, 2, 1e-1, 1e-3)
   w = np.asarray(params["u"], np.float64) @ np.asarray(params["v"], np.float64).T
-  np.testing.assert_allclose(mf.estimator_singular_values(params),
-                             np.linalg.svd(w, compute_uv=False)[:r], rtol=1e-3)
+  np.testing.assert_allclose(
+    mf.estimator_singular_values(params), np.linalg.svd(w, compute_uv=False)[:r], rtol=1e-3
+  )
 
 
 def _numpy_loss(u, v, x, t):
@@ -105,7 +107,9 @@ def test_expected_loss_is_the_mean_of_the_batch_loss():
   exact = float(mf.expected_loss(params, t, p))
   # Closed form by NumPy: sum_i p_i ||(W - T)[:, i]||^2.
   w = np.asarray(params["u"]) @ np.asarray(params["v"]).T
-  assert exact == pytest.approx(np.sum(np.asarray(p) * np.sum((w - np.asarray(t))**2, 0)), rel=1e-5)
+  assert exact == pytest.approx(
+    np.sum(np.asarray(p) * np.sum((w - np.asarray(t)) ** 2, 0)), rel=1e-5
+  )
   assert abs(losses.mean() - exact) < 5 * losses.std() / np.sqrt(draws)
 
 
@@ -140,7 +144,8 @@ def test_record_steps_and_trace_layout():
   _, k_init, _ = mf.run_keys(0, 0, 8)
   init = mf.init_factors(k_init, 8, 4, cfg.active_rank, cfg.active_std, cfg.dormant_std)
   assert float(out["erank_R"][0]) == pytest.approx(
-      float(metrics.effective_rank(mf.estimator_singular_values(init))), rel=1e-5)
+    float(metrics.effective_rank(mf.estimator_singular_values(init))), rel=1e-5
+  )
   assert np.isnan(out["batch_loss_R"][0]) and np.all(np.isfinite(out["batch_loss_R"][1:]))
   assert float(out["rel_loss_R"][-1]) < float(out["rel_loss_R"][0])
 
@@ -148,8 +153,9 @@ def test_record_steps_and_trace_layout():
 @pytest.mark.parametrize("optimizer", mf.OPTIMIZERS)
 def test_batched_grid_equals_single_runs(optimizer):
   kappas = (10.0, 1000.0)
-  cfg = mf.MatrixFactorizationConfig(rank=6, steps=24, dense_steps=10, log_every=7, seed=5,
-                                     seeds=2, kappas=kappas)
+  cfg = mf.MatrixFactorizationConfig(
+    rank=6, steps=24, dense_steps=10, log_every=7, seed=5, seeds=2, kappas=kappas
+  )
   grid = mf.run_grid(cfg, 12, optimizer)
   single = jax.jit(lambda s, k: mf.run_single(cfg, 12, optimizer, s, k))
   for s in range(2):
@@ -164,9 +170,15 @@ def test_batched_grid_equals_single_runs(optimizer):
 
 def test_rank_expansion_steps():
   steps = np.array([0, 1, 2, 3, 5, 10])
-  erank = np.array([[[2.0, 2.5, 4.0, 6.0, 6.0, 6.0],
-                     [1.5, 1.6, 1.7, 2.0, 3.1, 3.0],
-                     [2.0, 2.0, 2.0, 2.0, 2.0, 3.9]]])
+  erank = np.array(
+    [
+      [
+        [2.0, 2.5, 4.0, 6.0, 6.0, 6.0],
+        [1.5, 1.6, 1.7, 2.0, 3.1, 3.0],
+        [2.0, 2.0, 2.0, 2.0, 2.0, 3.9],
+      ]
+    ]
+  )
   step, crossed = mf.rank_expansion_steps(erank, steps, 2.0)
   np.testing.assert_array_equal(crossed, [[True, True, False]])
   np.testing.assert_array_equal(step[0, :2], [2, 5])
@@ -180,11 +192,20 @@ def _synthetic_units(step_of_n, dims, seeds=3, kappas=(10.0, 100.0), steps=100):
   for n in dims:
     erank = np.full((seeds, len(kappas), steps_R.size), 2.0)
     for s in range(seeds):
-      erank[s, :, step_of_n(n) + s:] = 5.0
-    units[("muon", n)] = {"erank_R": erank, "rel_loss_R": np.ones_like(erank),
-                          "target_erank": np.full((seeds, len(kappas)), 9.0)}
-  cfg = mf.MatrixFactorizationConfig(dims=tuple(dims), kappas=tuple(kappas), optimizers=("muon",),
-                                     seeds=seeds, steps=steps, dense_steps=steps)
+      erank[s, :, step_of_n(n) + s :] = 5.0
+    units[("muon", n)] = {
+      "erank_R": erank,
+      "rel_loss_R": np.ones_like(erank),
+      "target_erank": np.full((seeds, len(kappas)), 9.0),
+    }
+  cfg = mf.MatrixFactorizationConfig(
+    dims=tuple(dims),
+    kappas=tuple(kappas),
+    optimizers=("muon",),
+    seeds=seeds,
+    steps=steps,
+    dense_steps=steps,
+  )
   return units, cfg
 
 
@@ -198,16 +219,18 @@ def test_summary_exponents_and_claims_follow_the_crossing_steps():
   assert s["exponent_vs_n"]["censored"] == 0 and s["exponent_vs_n"]["step_granularity"] == 1
   # One step at the smallest median step (6) over a 16x range of n.
   assert s["exponent_vs_n"]["exponent_resolution"] == pytest.approx(np.log(7 / 6) / np.log(16))
-  by_id = {c["id"]: c
-           for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
+  by_id = {
+    c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})
+  }
   assert by_id["fig2b"]["verdict"] == "dimension-free" and by_id["fig2b"]["reproduces"] is True
   # Crossing at steps 1-3: one step moves the exponent by log(3/2)/log(16) = 0.15 > delta, so
   # no verdict on this grid can count as reproduced.
   units, cfg = _synthetic_units(lambda n: 1, dims)
   s1 = mf.summarize(units, cfg)["muon"]
   assert s1["exponent_vs_n"]["exponent_resolution"] == pytest.approx(np.log(3 / 2) / np.log(16))
-  claim = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg),
-                                          "summary": {"muon": s1}})}["fig2b"]
+  claim = {
+    c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s1}})
+  }["fig2b"]
   fit = s1["exponent_vs_n"]
   assert claim["verdict"] == metrics.exponent_verdict(fit["ci_low"], fit["ci_high"])
   assert claim["reproduces"] is None
@@ -218,8 +241,9 @@ def test_summary_exponents_and_claims_follow_the_crossing_steps():
   units, cfg = _synthetic_units(lambda n: n // 4, dims)
   s = mf.summarize(units, cfg)["muon"]
   assert s["exponent_vs_n"]["exponent"] > 0.8 and s["exponent_vs_n"]["verdict"] == "grows"
-  by_id = {c["id"]: c
-           for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})}
+  by_id = {
+    c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})
+  }
   assert by_id["fig2b"]["reproduces"] is False
   assert by_id["fig2c"]["verdict"] == "does not hold" and by_id["fig2c"]["reproduces"] is False
 
@@ -230,11 +254,14 @@ def test_never_crossed_runs_are_censored_not_dropped_silently():
   units, cfg = _synthetic_units(lambda n: 5 if n < 256 else 500, dims)
   s = mf.summarize(units, cfg)["muon"]
   fit = s["exponent_vs_n"]
-  assert fit["censored"] == 6 and fit["n"] == 18 and fit["censored_at"] == 100  # censored runs enter the fit
+  assert (
+    fit["censored"] == 6 and fit["n"] == 18 and fit["censored_at"] == 100
+  )  # censored runs enter the fit
   assert s["per_n"]["256"]["expansion_step"] == [[None, None]] * 3
   assert s["per_n"]["256"]["crossed_fraction"] == 0.0
-  claim = {c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg),
-                                          "summary": {"muon": s}})}["fig2b"]
+  claim = {
+    c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s}})
+  }["fig2b"]
   assert "6 censored" in claim["measured"] and claim["reproduces"] is None
 
 
@@ -258,8 +285,16 @@ def test_loss_gap_claim_is_paired_over_runs():
 
 
 def test_run_is_resumable_and_refuses_other_settings(tmp_path):
-  cfg = mf.MatrixFactorizationConfig(dims=(6, 8), kappas=(10.0,), optimizers=("muon",), seeds=1,
-                                     rank=4, batch=4, steps=6, dense_steps=6)
+  cfg = mf.MatrixFactorizationConfig(
+    dims=(6, 8),
+    kappas=(10.0,),
+    optimizers=("muon",),
+    seeds=1,
+    rank=4,
+    batch=4,
+    steps=6,
+    dense_steps=6,
+  )
   state = str(tmp_path / "units.json")
   first = mf.run(cfg, state_path=state)
   assert set(first["units"]) == {"muon/n6", "muon/n8"}
@@ -275,8 +310,10 @@ def test_run_is_resumable_and_refuses_other_settings(tmp_path):
 
 def test_figures_draw_every_unit():
   from muon_jax.figures import matrix_factorization as mf_figures
-  cfg = mf.MatrixFactorizationConfig(dims=(6, 8), kappas=(10.0, 100.0), seeds=2, rank=4, batch=4,
-                                     steps=6, dense_steps=6)
+
+  cfg = mf.MatrixFactorizationConfig(
+    dims=(6, 8), kappas=(10.0, 100.0), seeds=2, rank=4, batch=4, steps=6, dense_steps=6
+  )
   res = mf.run(cfg)
   figs = mf_figures.figures(res)
   assert set(figs) == {"fig2a", "fig2b", "fig2c", "fig2d"}
@@ -290,11 +327,15 @@ def test_figures_draw_every_unit():
   np.testing.assert_array_equal(ax_loss.get_lines()[0].get_xdata(), [6, 8])
   # The plotted final loss is the seed median of the stored trace.
   u = mf.units_from_results(res)
-  np.testing.assert_allclose(ax_loss.get_lines()[0].get_ydata(),
-                             [np.median(u[("muon", n)]["rel_loss_R"][:, 0, -1]) for n in (6, 8)])
+  np.testing.assert_allclose(
+    ax_loss.get_lines()[0].get_ydata(),
+    [np.median(u[("muon", n)]["rel_loss_R"][:, 0, -1]) for n in (6, 8)],
+  )
 
 
-@pytest.mark.parametrize("change, match", [
+@pytest.mark.parametrize(
+  "change, match",
+  [
     (dict(dims=(2,)), r"^dims=2 is out of range"),
     (dict(dims=(16, 16)), r"^dims has duplicate values"),
     (dict(kappas=(0.5,)), r"^kappas=0.5 is out of range"),
@@ -305,7 +346,8 @@ def test_figures_draw_every_unit():
     (dict(dormant_std=-1.0), r"^dormant_std=-1.0 is out of range"),
     (dict(log_every=0), r"^log_every=0 is out of range"),
     (dict(dims=(16, 64), rank=2), r"^dims=16: the estimator rank .* must exceed active_rank=2"),
-])
+  ],
+)
 def test_check_config_names_the_field(change, match):
   cfg = mf.MatrixFactorizationConfig(dims=(16, 32), kappas=(10.0,), seeds=2)
   mf.check_config(cfg)  # the unchanged settings pass

@@ -8,14 +8,28 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--dims=12,20", "--kappas=10,1000", "--rank=6", "--batch=16", "--steps=30",
-        "--dense_steps=20", "--log_every=5", "--seeds=2"]
+TINY = [
+  "--dims=12,20",
+  "--kappas=10,1000",
+  "--rank=6",
+  "--batch=16",
+  "--steps=30",
+  "--dense_steps=20",
+  "--log_every=5",
+  "--seeds=2",
+]
 
 
 def _run(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", "experiments.matrix_factorization", *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.matrix_factorization", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def test_tiny_run_then_resume(tmp_path):
@@ -48,8 +62,13 @@ def test_tiny_run_then_resume(tmp_path):
       expected = np.where(hit.any(-1), steps[np.argmax(hit, -1)], np.nan)
       got = np.array(doc["summary"][opt]["per_n"][str(n)]["expansion_step"], dtype=float)
       np.testing.assert_array_equal(got, expected)
-  assert [c["id"] for c in doc["claims"]] == ["fig2a", "fig2b", "fig2c", "fig2c (vs AdamW)",
-                                              "fig2d"]
+  assert [c["id"] for c in doc["claims"]] == [
+    "fig2a",
+    "fig2b",
+    "fig2c",
+    "fig2c (vs AdamW)",
+    "fig2d",
+  ]
 
   # Resuming with different settings is refused with a clear message.
   clash = _run(*TINY[:-1], "--seeds=3", "--resume", f"--out_dir={out_dir}")

@@ -8,16 +8,19 @@ import pytest
 from muon_jax import metrics
 
 
-@pytest.mark.parametrize("ci, expected", [
+@pytest.mark.parametrize(
+  "ci, expected",
+  [
     ((-0.05, 0.08), "dimension-free"),
-    ((-0.1, 0.1), "dimension-free"),      # the band is closed
-    ((0.05, 0.3), "grows"),               # above 0 but not inside the band
+    ((-0.1, 0.1), "dimension-free"),  # the band is closed
+    ((0.05, 0.3), "grows"),  # above 0 but not inside the band
     ((0.9, 1.1), "grows"),
     ((-0.4, -0.2), "shrinks"),
-    ((-0.3, 0.05), "inconclusive"),       # straddles 0 and leaves the band
+    ((-0.3, 0.05), "inconclusive"),  # straddles 0 and leaves the band
     ((-0.05, 0.2), "inconclusive"),
     ((math.nan, 0.0), "inconclusive"),
-])
+  ],
+)
 def test_exponent_verdict_order(ci, expected):
   assert metrics.exponent_verdict(*ci) == expected
 
@@ -46,9 +49,12 @@ def _censored_sample(alpha, rng, *, seeds=16, log_sigma_noise=1.0, censored_at_t
   The budget is the (1 - censored_at_top) quantile of tau at the largest D.
   """
   from scipy import stats
+
   d = np.repeat(DIMS, seeds).astype(np.float64)
   log_tau = 2 + alpha * np.log(d) + log_sigma_noise * rng.standard_normal(d.size)
-  budget = np.exp(2 + alpha * np.log(max(DIMS)) + log_sigma_noise * stats.norm.ppf(1 - censored_at_top))
+  budget = np.exp(
+    2 + alpha * np.log(max(DIMS)) + log_sigma_noise * stats.norm.ppf(1 - censored_at_top)
+  )
   escaped = np.exp(log_tau) < budget
   return d, np.minimum(np.exp(log_tau), budget), escaped
 
@@ -63,15 +69,19 @@ def _naive_median_fit(d, tau):
 def test_censored_exponent_equals_lifelines_lognormal_aft():
   import pandas as pd
   from lifelines import LogNormalAFTFitter
+
   d, tau, escaped = _censored_sample(0.5, np.random.default_rng(3))
   assert 0.2 < 1 - escaped.mean() < 0.6
   fit = metrics.censored_exponent(d, tau, escaped, n_boot=0)
-  ref = LogNormalAFTFitter().fit(pd.DataFrame({"T": tau, "E": escaped, "logD": np.log(d)}), "T", "E")
+  ref = LogNormalAFTFitter().fit(
+    pd.DataFrame({"T": tau, "E": escaped, "logD": np.log(d)}), "T", "E"
+  )
   np.testing.assert_allclose(fit["exponent"], ref.params_[("mu_", "logD")], rtol=1e-5)
   np.testing.assert_allclose(fit["intercept"], ref.params_[("mu_", "Intercept")], rtol=1e-5)
   np.testing.assert_allclose(fit["log_sigma"], ref.params_[("sigma_", "Intercept")], rtol=1e-5)
-  np.testing.assert_allclose(fit["ci_model"], ref.confidence_intervals_.loc[("mu_", "logD")],
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    fit["ci_model"], ref.confidence_intervals_.loc[("mu_", "logD")], rtol=1e-4
+  )
   assert fit["ci"] == fit["ci_model"] and fit["ci_method"] == "wald"
 
 

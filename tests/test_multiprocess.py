@@ -19,8 +19,16 @@ from muon_jax import train as tr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 10
-FLAGS = ["--model=tiny", "--optimizer=muon", "--seq_len=32", "--global_batch=16",
-         f"--steps={STEPS}", "--log_every=1", "--ckpt_every=5", "--eval_every=0"]
+FLAGS = [
+  "--model=tiny",
+  "--optimizer=muon",
+  "--seq_len=32",
+  "--global_batch=16",
+  f"--steps={STEPS}",
+  "--log_every=1",
+  "--ckpt_every=5",
+  "--eval_every=0",
+]
 
 
 def _free_port() -> int:
@@ -30,19 +38,34 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict:
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO,
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=REPO,
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  )
   return env
 
 
 def _launch(out_dir, port, *extra, num_processes=2, process_ids=None):
   procs = []
   for pid in process_ids if process_ids is not None else range(num_processes):
-    cmd = [sys.executable, "-m", "experiments.train_llama", f"--out_dir={out_dir}", *FLAGS,
-           f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
-           f"--process_id={pid}", *extra]
-    procs.append(subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
+    cmd = [
+      sys.executable,
+      "-m",
+      "experiments.train_llama",
+      f"--out_dir={out_dir}",
+      *FLAGS,
+      f"--coordinator_address=127.0.0.1:{port}",
+      f"--num_processes={num_processes}",
+      f"--process_id={pid}",
+      *extra,
+    ]
+    procs.append(
+      subprocess.Popen(
+        cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+      )
+    )
   return procs
 
 
@@ -59,8 +82,18 @@ def _losses(out_dir):
 
 def test_two_processes_match_one_process_and_resume_exactly(tmp_path):
   single = dataclasses.replace(
-      tr.TrainConfig(), model="tiny", optimizer="muon", seq_len=32, global_batch=16, steps=STEPS,
-      log_every=1, ckpt_every=5, eval_every=0, num_devices=4, out_dir=str(tmp_path / "single"))
+    tr.TrainConfig(),
+    model="tiny",
+    optimizer="muon",
+    seq_len=32,
+    global_batch=16,
+    steps=STEPS,
+    log_every=1,
+    ckpt_every=5,
+    eval_every=0,
+    num_devices=4,
+    out_dir=str(tmp_path / "single"),
+  )
   tr.train(single)
   want = _losses(single.out_dir)
 
@@ -68,8 +101,9 @@ def test_two_processes_match_one_process_and_resume_exactly(tmp_path):
   _finish(_launch(full, _free_port()))
   got = _losses(full)
   assert sorted(got) == list(range(1, STEPS + 1))
-  np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)],
-                             rtol=0, atol=1e-5)
+  np.testing.assert_allclose(
+    [got[s] for s in sorted(got)], [want[s] for s in sorted(want)], rtol=0, atol=1e-5
+  )
   # Only process 0 writes the run's files; checkpoints are the job's.
   assert (full / "summary.json").exists() and (full / "loss.png").exists()
   assert sorted(os.listdir(full / "checkpoints")) == ["10", "5"]
@@ -94,8 +128,7 @@ def test_two_processes_match_one_process_and_resume_exactly(tmp_path):
 
 def test_unreachable_coordinator_is_a_one_line_error(tmp_path):
   t0 = time.time()
-  (proc,) = _launch(tmp_path / "lonely", _free_port(), "--coordinator_timeout_s=3",
-                    process_ids=[1])
+  (proc,) = _launch(tmp_path / "lonely", _free_port(), "--coordinator_timeout_s=3", process_ids=[1])
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 2
   lines = err.strip().splitlines()

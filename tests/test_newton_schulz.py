@@ -1,6 +1,5 @@
 """Newton–Schulz core against the exact SVD polar factor and scalar polynomials."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,8 +67,9 @@ def test_standard_matches_numpy_reference():
   for a, b, c in ns.resolve_coeffs("kimi", 5):
     g = ref @ ref.T
     ref = a * ref + (b * g + c * g @ g) @ ref
-  np.testing.assert_allclose(ns.orthogonalize(jnp.asarray(x, jnp.float32), method="standard"),
-                             ref, atol=1e-5)
+  np.testing.assert_allclose(
+    ns.orthogonalize(jnp.asarray(x, jnp.float32), method="standard"), ref, atol=1e-5
+  )
 
 
 def _np_newton_schulz(x, rows, steps, preconditioning="frobenius", eps=1e-7):
@@ -189,7 +189,9 @@ def test_schedules_and_validation():
     ns.orthogonalize(jnp.ones((3, 3)), preconditioning="newton")
   with pytest.raises(ValueError, match="steps must be an integer >= 1"):
     ns.orthogonalize(jnp.ones((3, 3)), steps=0)
-  with pytest.raises(ValueError, match=r"x: newton_schulz needs an array of shape \(\.\.\., m, n\)"):
+  with pytest.raises(
+    ValueError, match=r"x: newton_schulz needs an array of shape \(\.\.\., m, n\)"
+  ):
     ns.orthogonalize(jnp.ones(3))
 
 

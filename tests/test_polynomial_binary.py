@@ -11,15 +11,31 @@ import pytest
 from muon_jax import theory as T
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--presets=kimi,dion", "--grid=20001", "--levels=3", "--spike_m=32", "--spike_n=64",
-        "--spike_thetas=0.5,4", "--spike_trials=1", "--sweep_ns=32,64", "--sweep_thetas=3",
-        "--sweep_trials=2", "--n_boot=20"]
+TINY = [
+  "--presets=kimi,dion",
+  "--grid=20001",
+  "--levels=3",
+  "--spike_m=32",
+  "--spike_n=64",
+  "--spike_thetas=0.5,4",
+  "--spike_trials=1",
+  "--sweep_ns=32,64",
+  "--sweep_thetas=3",
+  "--sweep_trials=2",
+  "--n_boot=20",
+]
 
 
 def _run(args, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-  return subprocess.run([sys.executable, "-m", "experiments.polynomial", f"--out_dir={tmp_path}",
-                         *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.polynomial", f"--out_dir={tmp_path}", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def test_binary_writes_lemma_keys_and_figures(tmp_path):
@@ -27,9 +43,18 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   with open(tmp_path / "polynomial.json") as f:
     out = json.load(f)
-  for key in ("lemma2.delta0", "lemma2.min_ratio_small", "lemma2.min_fifth_iterate_middle",
-              "lemma2.invariant_interval", "lemma2.invariant_image", "lemma2.orbit",
-              "lemma3.radius", "lemma3.worst_perturbation", "sec10_1", "lemma9"):
+  for key in (
+    "lemma2.delta0",
+    "lemma2.min_ratio_small",
+    "lemma2.min_fifth_iterate_middle",
+    "lemma2.invariant_interval",
+    "lemma2.invariant_image",
+    "lemma2.orbit",
+    "lemma3.radius",
+    "lemma3.worst_perturbation",
+    "sec10_1",
+    "lemma9",
+  ):
     assert key in out, key
   assert set(out["presets"]) == {"kimi", "dion"}
   # The binary reports what the library computes (nothing recomputed in the binary).
@@ -44,19 +69,27 @@ def test_binary_writes_lemma_keys_and_figures(tmp_path):
   assert set(out["lemma9"]["summary"]) == set(T.NORMALIZATIONS)
   d = out["lemma9"]["summary"]["proportional"]["3.0"]
   assert np.all(np.isfinite(d["sin_mean"])) and "exponent" in d["exponent"]
-  assert [c["id"] for c in out["claims"]][:5] == ["lemma2.1", "lemma2.2", "lemma2.3", "lemma3",
-                                                   "sec10.1"]
+  assert [c["id"] for c in out["claims"]][:5] == [
+    "lemma2.1",
+    "lemma2.2",
+    "lemma2.3",
+    "lemma3",
+    "sec10.1",
+  ]
   for name in ("rho_kimi.png", "rho_dion.png", "cobweb.png", "robustness.png", "bbp.png"):
     assert (tmp_path / name).stat().st_size > 1000, name
 
 
-@pytest.mark.parametrize("flag, expect", [
+@pytest.mark.parametrize(
+  "flag, expect",
+  [
     ("--sweep_beta=2", "--sweep_beta=2.0 is out of range"),
     ("--presets=kimi,newton", "--presets='newton' is not allowed"),
     ("--sweep_ns=64,64", "--sweep_ns has duplicate values"),
     ("--spike_m=128", "--spike_m=128 must not exceed spike_n=64"),
     ("--sweep_thetas=1,x", "--sweep_thetas: could not parse 'x' as float"),
-])
+  ],
+)
 def test_bad_flag_is_one_line_error(tmp_path, flag, expect):
   proc = _run(["--spike_m=32", "--spike_n=64", flag], tmp_path)
   assert proc.returncode == 2

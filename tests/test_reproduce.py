@@ -12,36 +12,65 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _claim(claim_id, verdict, reproduces, figure="f.png", measured="+0.1 [0.0, 0.2]"):
-  return {"id": claim_id, "paper": "The paper | says so.", "criterion": "a CI",
-          "measured": measured, "verdict": verdict, "reproduces": reproduces, "figure": figure}
+  return {
+    "id": claim_id,
+    "paper": "The paper | says so.",
+    "criterion": "a CI",
+    "measured": measured,
+    "verdict": verdict,
+    "reproduces": reproduces,
+    "figure": figure,
+  }
 
 
 def _summary():
   return {
-      "scale": "cpu",
-      "provenance": {"commit": "abc123", "dirty": True,
-                     "versions": {"python": "3.11.7", "jax": "0.10.2"},
-                     "device": {"platform": "cpu", "kind": "cpu", "count": 1}, "cpu_count": 2,
-                     "command": "python -m experiments.reproduce --scale=cpu",
-                     "started_utc": "2026-01-01 00:00:00"},
-      "experiments": {
-          "alpha": {"paper": "Fig 9", "config": {"dims": [1, 2], "steps": 3}, "wall_s": 61.0,
-                    "computed_at": {"commit": "abc123", "dirty": True,
-                                    "started_utc": "2026-01-01 00:00:00"},
-                    "figures": ["f.png"], "summary": {},
-                    "claims": [_claim("fig9a", "holds", True),
-                               _claim("fig9b", "inconclusive", None, figure=None)]},
-          "beta": {"paper": "Lemma 7", "config": {"n": 4}, "wall_s": 5.0, "resumed": True,
-                   "computed_at": {"commit": "0123456789abcdef", "dirty": False,
-                                   "started_utc": "2025-12-31 23:00:00"},
-                   "figures": [], "summary": {},
-                   "claims": [_claim("lemma7", "grows", False)]}}}
+    "scale": "cpu",
+    "provenance": {
+      "commit": "abc123",
+      "dirty": True,
+      "versions": {"python": "3.11.7", "jax": "0.10.2"},
+      "device": {"platform": "cpu", "kind": "cpu", "count": 1},
+      "cpu_count": 2,
+      "command": "python -m experiments.reproduce --scale=cpu",
+      "started_utc": "2026-01-01 00:00:00",
+    },
+    "experiments": {
+      "alpha": {
+        "paper": "Fig 9",
+        "config": {"dims": [1, 2], "steps": 3},
+        "wall_s": 61.0,
+        "computed_at": {"commit": "abc123", "dirty": True, "started_utc": "2026-01-01 00:00:00"},
+        "figures": ["f.png"],
+        "summary": {},
+        "claims": [
+          _claim("fig9a", "holds", True),
+          _claim("fig9b", "inconclusive", None, figure=None),
+        ],
+      },
+      "beta": {
+        "paper": "Lemma 7",
+        "config": {"n": 4},
+        "wall_s": 5.0,
+        "resumed": True,
+        "computed_at": {
+          "commit": "0123456789abcdef",
+          "dirty": False,
+          "started_utc": "2025-12-31 23:00:00",
+        },
+        "figures": [],
+        "summary": {},
+        "claims": [_claim("lemma7", "grows", False)],
+      },
+    },
+  }
 
 
 def test_report_has_one_row_per_claim_and_the_provenance():
   text = reproduce.render_report(_summary())
-  rows = [line for line in text.splitlines() if line.startswith("| fig") or
-          line.startswith("| lemma")]
+  rows = [
+    line for line in text.splitlines() if line.startswith("| fig") or line.startswith("| lemma")
+  ]
   assert [r.split(" | ")[0][2:] for r in rows] == ["fig9a", "fig9b", "lemma7"]
   assert rows[0].endswith("| holds | yes | [f.png](alpha/f.png) |")
   assert rows[1].endswith("| inconclusive | n/a |  |")
@@ -51,10 +80,13 @@ def test_report_has_one_row_per_claim_and_the_provenance():
   assert "- versions: python 3.11.7, jax 0.10.2" in text
   assert "- device: 1 x cpu (cpu), 2 CPU cores" in text
   assert "- command: `python -m experiments.reproduce --scale=cpu`" in text
-  assert ("| alpha | Fig 9 | 1m01s | `abc123` (dirty) 2026-01-01 00:00:00 | dims=1,2, steps=3 |"
-          in text)
-  assert ("| beta | Lemma 7 | 0m05s (earlier run, reused) | `0123456789` 2025-12-31 23:00:00 | "
-          "n=4 |" in text)
+  assert (
+    "| alpha | Fig 9 | 1m01s | `abc123` (dirty) 2026-01-01 00:00:00 | dims=1,2, steps=3 |" in text
+  )
+  assert (
+    "| beta | Lemma 7 | 0m05s (earlier run, reused) | `0123456789` 2025-12-31 23:00:00 | "
+    "n=4 |" in text
+  )
   assert "| total | | 1m06s | | |" in text
 
 
@@ -98,10 +130,18 @@ def _toy_experiment(calls, scales=None):
     return {"toy": fig}
 
   return reproduce.Experiment(
-      name="toy", paper="Fig 0", config_cls=ToyConfig, scales=scales or {"cpu": {"n": 2}},
-      run=run, claims=lambda res: [_claim("fig0", "holds", True, figure="toy.png",
-                                          measured=str(res["value"]))],
-      figures=figures, summary=lambda res: {"value": res["value"]}, check=config.check)
+    name="toy",
+    paper="Fig 0",
+    config_cls=ToyConfig,
+    scales=scales or {"cpu": {"n": 2}},
+    run=run,
+    claims=lambda res: [
+      _claim("fig0", "holds", True, figure="toy.png", measured=str(res["value"]))
+    ],
+    figures=figures,
+    summary=lambda res: {"value": res["value"]},
+    check=config.check,
+  )
 
 
 def test_run_all_writes_report_and_resumes(tmp_path, monkeypatch):
@@ -119,8 +159,9 @@ def test_run_all_writes_report_and_resumes(tmp_path, monkeypatch):
     assert f.read() == reproduce.render_report(results.load_json(str(tmp_path / "summary.json")))
   # Resuming with the same config reuses the stored results but re-judges them.
   rejudged = dataclasses.replace(
-      _toy_experiment(calls),
-      claims=lambda res: [_claim("fig0", "does not hold", False, measured=str(res["value"]))])
+    _toy_experiment(calls),
+    claims=lambda res: [_claim("fig0", "does not hold", False, measured=str(res["value"]))],
+  )
   monkeypatch.setattr(reproduce, "EXPERIMENTS", (rejudged,))
   again = reproduce.run_all("cpu", out, argv=["reproduce"], resume=True)
   assert calls == [(2, False)] and again["experiments"]["toy"]["resumed"]
@@ -151,17 +192,26 @@ def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
     reproduce.run_all("cpu", str(tmp_path), argv=[])
 
 
-@pytest.mark.parametrize("args, expect", [
+@pytest.mark.parametrize(
+  "args, expect",
+  [
     (["--only=polynomial,nope"], "error: --only=nope is not an experiment; choose from "),
     (["--scale=tpu"], "error: flag --scale=tpu: value should be one of <cpu|gpu>"),
-])
+  ],
+)
 def test_binary_bad_flags_are_one_line_errors(tmp_path, args, expect):
   import subprocess
   import sys
+
   out = tmp_path / "report"
-  proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", f"--out_dir={out}", *args],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  proc = subprocess.run(
+    [sys.executable, "-m", "experiments.reproduce", f"--out_dir={out}", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith(expect) and len(proc.stderr.strip().splitlines()) == 1
   assert not (out / reproduce.SUMMARY_NAME).exists()

@@ -62,8 +62,10 @@ def test_heavy_tail_has_student_t_tail_and_power_law_columns():
   scipy_stats = pytest.importorskip("scipy.stats")
   n, count, nu = 8, 15_000, 3
   cfg = sd.SimConfig(n=n, noise="heavy_tail", tail_df=nu, tail_exponent=1.0)
-  x = np.asarray(jax.vmap(lambda k: sd.unit_draws(k, cfg))(
-      jax.random.split(jax.random.key(1), count)), np.float64).ravel()
+  x = np.asarray(
+    jax.vmap(lambda k: sd.unit_draws(k, cfg))(jax.random.split(jax.random.key(1), count)),
+    np.float64,
+  ).ravel()
   # Unit-variance t_3: P(|x| > a) = 2 sf_t3(a sqrt(3)); a Gaussian would give 6e-5 at a = 4.
   for a in (1.0, 2.0, 4.0):
     expected = 2 * scipy_stats.t.sf(a * np.sqrt(nu / (nu - 2)), nu)
@@ -87,7 +89,9 @@ def test_student_t_keeps_the_tails_without_the_column_profile():
   # The mean-1 profile j^-1 gives column 1 (S's column) n / H_n of the variance.
   for n, top in ((32, 7.9), (128, 23.6), (512, 75.1)):
     harmonic = np.sum(1.0 / np.arange(1, n + 1))
-    assert float(sd.column_variance(n, "heavy_tail", 1.0)[0]) == pytest.approx(n / harmonic, rel=1e-5)
+    assert float(sd.column_variance(n, "heavy_tail", 1.0)[0]) == pytest.approx(
+      n / harmonic, rel=1e-5
+    )
     assert n / harmonic == pytest.approx(top, abs=0.05)
 
 
@@ -117,15 +121,22 @@ def test_update_metrics_first_crossing_and_censoring():
   thresholds = jnp.array([1.0, 1.5, 1.0])  # the third never crosses: censored.
   tau, hit = jnp.full((3,), steps, jnp.int32), jnp.zeros((3,), bool)
   for t in range(steps):
-    tau, hit = sd.update_metrics(tau, hit, t, jnp.asarray(values[:, t], jnp.float32), thresholds,
-                                 jnp.ones(3, bool))
+    tau, hit = sd.update_metrics(
+      tau, hit, t, jnp.asarray(values[:, t], jnp.float32), thresholds, jnp.ones(3, bool)
+    )
   idx, crossed = metrics.first_crossing(values, np.asarray(thresholds)[:, None], axis=1)
   np.testing.assert_array_equal(hit, crossed)
   np.testing.assert_array_equal(tau, np.where(crossed, np.asarray(idx) + 1, steps))
   assert not bool(hit[2]) and int(tau[2]) == steps
   # Not tracked -> never recorded, even when the value crosses.
-  tau2, hit2 = sd.update_metrics(jnp.full((3,), steps, jnp.int32), jnp.zeros(3, bool), 4,
-                                 jnp.full((3,), 9.0), thresholds, jnp.array([True, False, True]))
+  tau2, hit2 = sd.update_metrics(
+    jnp.full((3,), steps, jnp.int32),
+    jnp.zeros(3, bool),
+    4,
+    jnp.full((3,), 9.0),
+    thresholds,
+    jnp.array([True, False, True]),
+  )
   np.testing.assert_array_equal(tau2, [5, steps, 5])
   np.testing.assert_array_equal(hit2, [True, False, True])
 
@@ -173,8 +184,9 @@ def test_batched_grid_equals_per_cell_loop(name):
 
 
 def test_criteria_values_match_numpy_and_crossings_match_the_trace():
-  cfg = sd.SimConfig(n=8, steps=120, chunk=32, radius=0.6, perp_radius=0.3, init_scale=0.05,
-                     signal="incoherent")
+  cfg = sd.SimConfig(
+    n=8, steps=120, chunk=32, radius=0.6, perp_radius=0.3, init_scale=0.05, signal="incoherent"
+  )
   grid = sd.make_grid([0.5], [1.0, 100.0], [0.05], [0, 1, 2])
   out = sd.run_grid(sd.make_optimizer("muon"), cfg, grid, trace=True)
   tr = out["trace"]
@@ -183,7 +195,9 @@ def test_criteria_values_match_numpy_and_crossings_match_the_trace():
   for col, (m, level) in enumerate(zip(sd.METRICS[:5], thresholds)):
     idx, crossed = metrics.first_crossing(tr[:, :, col], level, axis=1)
     np.testing.assert_array_equal(out[f"hit_{m}"], crossed, err_msg=m)
-    np.testing.assert_array_equal(out[f"tau_{m}"], np.where(crossed, np.asarray(idx) + 1, cfg.steps))
+    np.testing.assert_array_equal(
+      out[f"tau_{m}"], np.where(crossed, np.asarray(idx) + 1, cfg.steps)
+    )
   # Final values against NumPy on W_final - W_0 (W_0 re-drawn from the cell's init key).
   geom = sd.make_geometry(cfg, 0)
   s = np.outer(np.asarray(geom.u), np.asarray(geom.v))
@@ -206,7 +220,9 @@ def test_criteria_values_match_numpy_and_crossings_match_the_trace():
   assert np.all(out["tau_spectral"][done] <= out["tau_structural"][done])
   for i in np.flatnonzero(done):
     last = out["tau_structural"][i]
-    np.testing.assert_array_equal(tr[i, last - 1:], np.broadcast_to(tr[i, last - 1], tr[i, last - 1:].shape))
+    np.testing.assert_array_equal(
+      tr[i, last - 1 :], np.broadcast_to(tr[i, last - 1], tr[i, last - 1 :].shape)
+    )
 
 
 def test_race_success_follows_the_orthogonal_radius():
@@ -218,7 +234,9 @@ def test_race_success_follows_the_orthogonal_radius():
     cfg = sd.SimConfig(n=8, steps=150, chunk=50, radius=0.5, perp_radius=rp)
     out = sd.run_grid(sd.make_optimizer("muon"), cfg, grid)
     recs = [{k: out[k][i] for k in out if k != "w_final"} for i in range(len(grid.lam))]
-    outcomes[rp] = [(sd.race_success(r, "frobenius"), sd.race_success(r, "spectral"), r) for r in recs]
+    outcomes[rp] = [
+      (sd.race_success(r, "frobenius"), sd.race_success(r, "spectral"), r) for r in recs
+    ]
   assert any(r["hit_structural"] for _, _, r in outcomes[1e6])
   for frob, spec, r in outcomes[1e6]:
     assert frob == spec == bool(r["hit_structural"])
@@ -240,10 +258,15 @@ def test_cells_spread_over_devices_give_the_same_results():
 
 
 def test_sim_config_rejects_bad_values():
-  for kw, msg in (({"n": 1}, "n=1"), ({"n": 4, "signal": "diagonal"}, "signal"),
-                  ({"n": 4, "noise": "pink"}, "noise"), ({"n": 4, "steps": 0}, "steps"),
-                  ({"n": 4, "tail_df": 2}, "tail_df"), ({"n": 4, "radius": 0.0}, "radius"),
-                  ({"n": 4, "perp_radius": 0.0}, "perp_radius")):
+  for kw, msg in (
+    ({"n": 1}, "n=1"),
+    ({"n": 4, "signal": "diagonal"}, "signal"),
+    ({"n": 4, "noise": "pink"}, "noise"),
+    ({"n": 4, "steps": 0}, "steps"),
+    ({"n": 4, "tail_df": 2}, "tail_df"),
+    ({"n": 4, "radius": 0.0}, "radius"),
+    ({"n": 4, "perp_radius": 0.0}, "perp_radius"),
+  ):
     with pytest.raises(ValueError, match=msg):
       sd.SimConfig(**kw)
   with pytest.raises(ValueError, match="optimizer"):
@@ -257,10 +280,25 @@ def test_sim_config_rejects_bad_values():
 def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0, lam=0.1, noise="standard"):
   """A cell record: structural escape at `tau` (None: never), perp Frobenius at `perp_frob`."""
   steps = 1000
-  rec = {"optimizer": opt, "signal": signal, "noise": noise, "n": n, "D": n * n, "lam": lam,
-         "kappa": kappa, "lr": lr, "seed": seed}
-  for m, t in (("structural", tau), ("definition1", tau), ("spectral", tau),
-               ("perp_frobenius", perp_frob), ("perp_spectral", None), ("lock", None)):
+  rec = {
+    "optimizer": opt,
+    "signal": signal,
+    "noise": noise,
+    "n": n,
+    "D": n * n,
+    "lam": lam,
+    "kappa": kappa,
+    "lr": lr,
+    "seed": seed,
+  }
+  for m, t in (
+    ("structural", tau),
+    ("definition1", tau),
+    ("spectral", tau),
+    ("perp_frobenius", perp_frob),
+    ("perp_spectral", None),
+    ("lock", None),
+  ):
     rec[f"tau_{m}"], rec[f"hit_{m}"] = (steps, False) if t is None else (t, True)
   return rec
 
@@ -268,8 +306,16 @@ def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0, lam=0.1, nois
 def test_tau_star_picks_the_fastest_race_winning_lr():
   # lr 0.1: tau 50 at every n but the orthogonal deviation wins at n >= 16 (at step 10);
   # lr 0.01: tau = 25 n, never loses the race. tau* = 50, 400, 800 at lr 0.1, 0.01, 0.01.
-  cfg = sd.SaddleConfig(dims=(8, 16, 32), kappas=(100.0,), seeds=6, steps=1000, n_boot=100,
-                        optimizers=("muon",), signals=("aligned",), muon_lrs=(0.01, 0.1))
+  cfg = sd.SaddleConfig(
+    dims=(8, 16, 32),
+    kappas=(100.0,),
+    seeds=6,
+    steps=1000,
+    n_boot=100,
+    optimizers=("muon",),
+    signals=("aligned",),
+    muon_lrs=(0.01, 0.1),
+  )
   recs = []
   for n in (8, 16, 32):
     for s in range(6):
@@ -284,8 +330,12 @@ def test_tau_star_picks_the_fastest_race_winning_lr():
   assert star["frobenius"]["lr_slope"] == pytest.approx(np.log(0.1) / np.log(16), rel=1e-6)
   assert star["frobenius"]["verdict"] == "grows"
   # No lr wins at n = 32 once lr 0.01 is trapped there: tau*(32) censored, still "grows".
-  trapped = [r if not (r["n"] == 32 and r["lr"] == 0.01) else
-             _record("muon", "aligned", 32, 0.01, r["seed"], None, None) for r in recs]
+  trapped = [
+    r
+    if not (r["n"] == 32 and r["lr"] == 0.01)
+    else _record("muon", "aligned", 32, 0.01, r["seed"], None, None)
+    for r in recs
+  ]
   (star,) = sd.tau_star(cfg, trapped)
   assert star["frobenius"]["per_n"][2]["lr"] is None
   assert star["frobenius"]["per_n"][2]["tau_star"] is None
@@ -294,9 +344,13 @@ def test_tau_star_picks_the_fastest_race_winning_lr():
 
 def test_untestable_groups_are_labelled_and_tallied_apart():
   cfg = sd.SaddleConfig(dims=(8, 16), kappas=(100.0,), seeds=5, n_boot=50, steps=1000)
-  recs = [_record(opt, signal, n, 0.01, s, 100 + s, None)
-          for opt in ("muon", "adamw") for signal in ("aligned", "incoherent") for n in (8, 16)
-          for s in range(5)]
+  recs = [
+    _record(opt, signal, n, 0.01, s, 100 + s, None)
+    for opt in ("muon", "adamw")
+    for signal in ("aligned", "incoherent")
+    for n in (8, 16)
+    for s in range(5)
+  ]
   summary = sd.summarize(cfg, recs)
   by = {(s["optimizer"], s["signal"]): s for s in summary}
   assert by[("adamw", "aligned")]["structural"]["verdict"] == "untestable"
@@ -310,8 +364,15 @@ def test_untestable_groups_are_labelled_and_tallied_apart():
 
 
 def test_independent_draws_give_each_group_its_own_streams():
-  base = {"dims": (8,), "curvatures": (0.1, 0.01), "kappas": (1.0, 100.0), "seeds": 3,
-          "muon_lrs": (0.01, 0.1), "adamw_lrs": (0.001, 0.01), "signals": ("aligned",)}
+  base = {
+    "dims": (8,),
+    "curvatures": (0.1, 0.01),
+    "kappas": (1.0, 100.0),
+    "seeds": 3,
+    "muon_lrs": (0.01, 0.1),
+    "adamw_lrs": (0.001, 0.01),
+    "signals": ("aligned",),
+  }
   common = sd.SaddleConfig(**base)
   cells = [c for c in sd.all_cells(common) if c["signal"] == "aligned"]
   assert {sd.stream_index(common, c) for c in cells} == {0, 1, 2}
@@ -321,11 +382,14 @@ def test_independent_draws_give_each_group_its_own_streams():
 
 def test_saddle_config_rejects_bad_values():
   from muon_jax import config
-  for kw, msg in (({"muon_lrs": (0.1, 0.1)}, "muon_lrs has duplicate values"),
-                  ({"adamw_lrs": (0.0, 0.1)}, "adamw_lrs=0.0 is out of range"),
-                  ({"perp_radius": 0.0}, "perp_radius=0.0 is out of range"),
-                  ({"success_level": 1.0}, "success_level=1.0 is out of range"),
-                  ({"signals": ("diagonal",)}, "signals='diagonal' is not allowed")):
+
+  for kw, msg in (
+    ({"muon_lrs": (0.1, 0.1)}, "muon_lrs has duplicate values"),
+    ({"adamw_lrs": (0.0, 0.1)}, "adamw_lrs=0.0 is out of range"),
+    ({"perp_radius": 0.0}, "perp_radius=0.0 is out of range"),
+    ({"success_level": 1.0}, "success_level=1.0 is out of range"),
+    ({"signals": ("diagonal",)}, "signals='diagonal' is not allowed"),
+  ):
     with pytest.raises(ValueError, match=msg):
       config.check(sd.SaddleConfig(**kw))
 
@@ -333,14 +397,39 @@ def test_saddle_config_rejects_bad_values():
 def test_claims_rows_follow_the_verdicts():
   # Muon: flat at kappa 1 (Fig 1a holds), tau ~ D^-1/2 at kappa 100 (Fig 1b holds); no AdamW,
   # no noise ablation: those rows are absent or untestable.
-  cfg = sd.SaddleConfig(dims=(8, 64), kappas=(1.0, 100.0), seeds=5, n_boot=100, steps=1000,
-                        optimizers=("muon",), signals=("incoherent",), muon_lrs=(0.02,))
-  recs = [_record("muon", "incoherent", n, 0.02, s,
-                  (100 + s) if kappa == 1.0 else round(800 / n) + s, None, kappa=kappa)
-          for kappa in (1.0, 100.0) for n in (8, 64) for s in range(5)]
+  cfg = sd.SaddleConfig(
+    dims=(8, 64),
+    kappas=(1.0, 100.0),
+    seeds=5,
+    n_boot=100,
+    steps=1000,
+    optimizers=("muon",),
+    signals=("incoherent",),
+    muon_lrs=(0.02,),
+  )
+  recs = [
+    _record(
+      "muon",
+      "incoherent",
+      n,
+      0.02,
+      s,
+      (100 + s) if kappa == 1.0 else round(800 / n) + s,
+      None,
+      kappa=kappa,
+    )
+    for kappa in (1.0, 100.0)
+    for n in (8, 64)
+    for s in range(5)
+  ]
   summary, stars = sd.summarize(cfg, recs), sd.tau_star(cfg, recs)
-  doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs, "summary": summary,
-         "tau_star": stars}
+  doc = {
+    "config": sd.config_dict(cfg),
+    "delta": 0.1,
+    "cells": recs,
+    "summary": summary,
+    "tau_star": stars,
+  }
   rows = {r["id"]: r for r in sd.claims(doc)}
   a = rows["fig1a/incoherent/lam=0.1/structural"]
   assert (a["verdict"], a["reproduces"]) == ("dimension-free", True)
@@ -354,15 +443,40 @@ def test_claims_rows_follow_the_verdicts():
 
 @pytest.mark.parametrize("depends_on_lam, verdict", [(False, "holds"), (True, "does not hold")])
 def test_fig1d_claim_fits_adamw_tau_against_curvature(depends_on_lam, verdict):
-  cfg = sd.SaddleConfig(dims=(8, 16), curvatures=(0.01, 0.001), kappas=(1.0,), seeds=6, n_boot=200,
-                        steps=10**5, optimizers=("adamw",), signals=("incoherent",),
-                        adamw_lrs=(0.001,))
-  recs = [_record("adamw", "incoherent", n, 0.001, s,
-                  round((1 / lam if depends_on_lam else 500) * (1 + 0.01 * s)), None, kappa=1.0,
-                  lam=lam)
-          for lam in (0.01, 0.001) for n in (8, 16) for s in range(6)]
-  doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs,
-         "summary": sd.summarize(cfg, recs), "tau_star": sd.tau_star(cfg, recs)}
+  cfg = sd.SaddleConfig(
+    dims=(8, 16),
+    curvatures=(0.01, 0.001),
+    kappas=(1.0,),
+    seeds=6,
+    n_boot=200,
+    steps=10**5,
+    optimizers=("adamw",),
+    signals=("incoherent",),
+    adamw_lrs=(0.001,),
+  )
+  recs = [
+    _record(
+      "adamw",
+      "incoherent",
+      n,
+      0.001,
+      s,
+      round((1 / lam if depends_on_lam else 500) * (1 + 0.01 * s)),
+      None,
+      kappa=1.0,
+      lam=lam,
+    )
+    for lam in (0.01, 0.001)
+    for n in (8, 16)
+    for s in range(6)
+  ]
+  doc = {
+    "config": sd.config_dict(cfg),
+    "delta": 0.1,
+    "cells": recs,
+    "summary": sd.summarize(cfg, recs),
+    "tau_star": sd.tau_star(cfg, recs),
+  }
   (row,) = [r for r in sd.claims(doc) if r["id"].startswith("fig1d")]
   assert row["id"] == "fig1d/incoherent" and row["verdict"] == verdict
   assert row["reproduces"] is (verdict == "holds")
@@ -372,22 +486,58 @@ def test_figures_follow_the_ablations_that_ran():
   import matplotlib.pyplot as plt
 
   from muon_jax.figures import saddle as figures
-  base = {"dims": (8, 16), "kappas": (1.0,), "seeds": 4, "n_boot": 50, "steps": 1000,
-          "optimizers": ("muon",), "signals": ("incoherent",), "muon_lrs": (0.02,)}
+
+  base = {
+    "dims": (8, 16),
+    "kappas": (1.0,),
+    "seeds": 4,
+    "n_boot": 50,
+    "steps": 1000,
+    "optimizers": ("muon",),
+    "signals": ("incoherent",),
+    "muon_lrs": (0.02,),
+  }
   runs = {
-      "one noise, one lam": ({}, {"fig1a_muon_vs_dimension", "race_success", "tau_star"}),
-      "ablations": ({"curvatures": (0.1, 0.01), "noises": ("standard", "student_t")},
-                    {"fig1a_muon_vs_dimension", "race_success", "tau_star",
-                     "fig5b_noise_vs_dimension", "fig1b_muon_vs_curvature",
-                     "fig5a_noise_vs_curvature"}),
+    "one noise, one lam": ({}, {"fig1a_muon_vs_dimension", "race_success", "tau_star"}),
+    "ablations": (
+      {"curvatures": (0.1, 0.01), "noises": ("standard", "student_t")},
+      {
+        "fig1a_muon_vs_dimension",
+        "race_success",
+        "tau_star",
+        "fig5b_noise_vs_dimension",
+        "fig1b_muon_vs_curvature",
+        "fig5a_noise_vs_curvature",
+      },
+    ),
   }
   for extra, expected in runs.values():
     cfg = sd.SaddleConfig(**base, **extra)
-    recs = [_record("muon", "incoherent", n, 0.02, s, None if (n == 16 and s < 3) else 50 + s,
-                    None, kappa=1.0, lam=lam, noise=z)
-            for z in cfg.noises for lam in cfg.curvatures for n in cfg.dims for s in range(4)]
-    doc = {"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs,
-           "summary": sd.summarize(cfg, recs), "tau_star": sd.tau_star(cfg, recs)}
+    recs = [
+      _record(
+        "muon",
+        "incoherent",
+        n,
+        0.02,
+        s,
+        None if (n == 16 and s < 3) else 50 + s,
+        None,
+        kappa=1.0,
+        lam=lam,
+        noise=z,
+      )
+      for z in cfg.noises
+      for lam in cfg.curvatures
+      for n in cfg.dims
+      for s in range(4)
+    ]
+    doc = {
+      "config": sd.config_dict(cfg),
+      "delta": 0.1,
+      "cells": recs,
+      "summary": sd.summarize(cfg, recs),
+      "tau_star": sd.tau_star(cfg, recs),
+    }
     figs = figures.figures(doc)
     assert set(figs) == expected
     # The censored KM median (3 of 4 trapped at n = 16) is drawn hollow at the budget.

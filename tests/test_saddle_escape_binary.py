@@ -10,16 +10,29 @@ import pytest
 from muon_jax import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--dims=4,6", "--curvatures=0.5", "--kappas=1,50", "--seeds=3", "--steps=60",
-        "--optimizers=muon", "--signals=aligned", "--muon_lrs=0.05,0.2", "--radius=0.3",
-        "--n_boot=50"]
+TINY = [
+  "--dims=4,6",
+  "--curvatures=0.5",
+  "--kappas=1,50",
+  "--seeds=3",
+  "--steps=60",
+  "--optimizers=muon",
+  "--signals=aligned",
+  "--muon_lrs=0.05,0.2",
+  "--radius=0.3",
+  "--n_boot=50",
+]
 
 
 def _run(args, out_dir):
-  return subprocess.run([sys.executable, "-m", "experiments.saddle_escape", *args,
-                         f"--out_dir={out_dir}"], check=False, cwd=ROOT, capture_output=True,
-                        text=True,
-                        timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.saddle_escape", *args, f"--out_dir={out_dir}"],
+    check=False,
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def _load(path):
@@ -77,14 +90,17 @@ def test_resume_after_kill_gives_the_same_json(full_run, tmp_path):
   assert proc.returncode == 2 and "n_boot" in proc.stderr and "--resume" in proc.stderr
 
 
-@pytest.mark.parametrize("args, flag", [
+@pytest.mark.parametrize(
+  "args, flag",
+  [
     (["--muon_lrs=0.02,0.02"], "--muon_lrs has duplicate values"),
     (["--adamw_lrs=0.01,-0.1"], "--adamw_lrs=-0.1 is out of range"),
     (["--perp_radius=0"], "--perp_radius=0.0 is out of range"),
     (["--success_level=1"], "--success_level=1.0 is out of range"),
     (["--dims=1,8"], "--dims=1 is out of range"),
     (["--noises=pink"], "--noises='pink' is not allowed"),
-])
+  ],
+)
 def test_binary_bad_flag_is_one_line_exit_2(tmp_path, args, flag):
   proc = _run(args, tmp_path)
   assert proc.returncode == 2

@@ -17,18 +17,26 @@ AXIS = "d"
 N_DEV = 8
 # Mixed shapes: wide, tall, square, a stacked (3, m, n) group, a 1-D bias and
 # an embedding (the last two go to AdamW in muon_with_adamw).
-SHAPES = {"wide": (16, 40), "tall": (48, 12), "square": (24, 24), "stack": (3, 20, 36),
-          "bias": (20,), "embed": (30, 16)}
+SHAPES = {
+  "wide": (16, 40),
+  "tall": (48, 12),
+  "square": (24, 24),
+  "stack": (3, 20, 36),
+  "bias": (20,),
+  "embed": (30, 16),
+}
 
 
 def _tree(shapes, seed):
   key = jax.random.key(seed)
-  return {n: jax.random.normal(jax.random.fold_in(key, i), s)
-          for i, (n, s) in enumerate(shapes.items())}
+  return {
+    n: jax.random.normal(jax.random.fold_in(key, i), s) for i, (n, s) in enumerate(shapes.items())
+  }
 
 
 def _run_steps(tx, params, grads_per_step):
   """Applies `tx` under pmap over N_DEV devices with the same grads on every device."""
+
   def step(p, s, g):
     u, s = tx.update(g, s, p)
     return optax.apply_updates(p, u), s, u
@@ -54,8 +62,9 @@ def test_sharded_equals_replicated_on_mixed_tree(momentum):
   grads = [_tree(SHAPES, 100 + t) for t in range(4)]
   kw = {"muon_weight_decay": 0.1, "adam_weight_decay": 0.1, "momentum": momentum}
   p_rep, u_rep = _run_steps(mj.muon_with_adamw(0.02, **kw), params, grads)
-  p_sh, u_sh = _run_steps(sharded_muon.muon_with_adamw(0.02, axis_name=AXIS, num_devices=N_DEV,
-                                                       **kw), params, grads)
+  p_sh, u_sh = _run_steps(
+    sharded_muon.muon_with_adamw(0.02, axis_name=AXIS, num_devices=N_DEV, **kw), params, grads
+  )
   for ur, us in zip(u_rep, u_sh):
     _assert_close(us, ur, 1e-6)
     # Every device ends with the same (all-gathered) update.
@@ -92,8 +101,10 @@ def test_trainer_step_sharded_equals_replicated():
   cfg = dataclasses.replace(tr.TrainConfig(), seq_len=16, global_batch=16, steps=3)
   devices = jax.devices()[:N_DEV]
   graphdef, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
-  batches = [np.asarray(jax.random.randint(jax.random.key(10 + t), (16, 17), 0, 257), np.int32)
-             for t in range(3)]
+  batches = [
+    np.asarray(jax.random.randint(jax.random.key(10 + t), (16, 17), 0, 257), np.int32)
+    for t in range(3)
+  ]
   out = {}
   for shard in (False, True):
     c = dataclasses.replace(cfg, shard_muon=shard)
@@ -113,7 +124,8 @@ def test_wrapper_alone_with_more_devices_than_matrices():
   params = _tree(shapes, 1)
   grads = [_tree(shapes, 200 + t) for t in range(3)]
   _, u_rep = _run_steps(mj.scale_by_muon(), params, grads)
-  _, u_sh = _run_steps(sharded_muon.shard_across_devices(mj.scale_by_muon(), AXIS, N_DEV),
-                       params, grads)
+  _, u_sh = _run_steps(
+    sharded_muon.shard_across_devices(mj.scale_by_muon(), AXIS, N_DEV), params, grads
+  )
   for ur, us in zip(u_rep, u_sh):
     _assert_close(us, ur, 1e-6)

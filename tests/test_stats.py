@@ -11,8 +11,9 @@ def test_mean_difference_ci_matches_scipy_t_interval():
   d = np.array([0.3, -0.1, 0.5, 0.2, np.nan])
   out = stats.mean_difference_ci(d)
   finite = d[np.isfinite(d)]
-  low, high = scipy_stats.t.interval(0.95, finite.size - 1, loc=finite.mean(),
-                                     scale=scipy_stats.sem(finite))
+  low, high = scipy_stats.t.interval(
+    0.95, finite.size - 1, loc=finite.mean(), scale=scipy_stats.sem(finite)
+  )
   assert out["mean"] == pytest.approx(finite.mean())
   assert (out["ci_low"], out["ci_high"]) == pytest.approx((low, high))
   assert out["n"] == 4 and out["dropped"] == 1
@@ -20,8 +21,12 @@ def test_mean_difference_ci_matches_scipy_t_interval():
 
 def test_mean_difference_ci_covers_the_true_mean_at_its_level():
   rng = np.random.default_rng(0)
-  covered = [(lambda o: o["ci_low"] <= 1.0 <= o["ci_high"])(
-      stats.mean_difference_ci(rng.normal(1.0, 2.0, size=3))) for _ in range(2000)]
+  covered = [
+    (lambda o: o["ci_low"] <= 1.0 <= o["ci_high"])(
+      stats.mean_difference_ci(rng.normal(1.0, 2.0, size=3))
+    )
+    for _ in range(2000)
+  ]
   assert 0.93 < np.mean(covered) < 0.97
 
 
@@ -32,14 +37,17 @@ def test_one_difference_has_no_ci():
     stats.mean_difference_ci([1.0, 2.0], ci=1.0)
 
 
-@pytest.mark.parametrize("low, high, direction, verdict", [
+@pytest.mark.parametrize(
+  "low, high, direction, verdict",
+  [
     (-0.3, -0.1, "below", "holds"),
     (0.1, 0.3, "below", "does not hold"),
     (-0.1, 0.2, "below", "inconclusive"),
     (0.1, 0.3, "above", "holds"),
     (-0.3, -0.1, "above", "does not hold"),
     (float("nan"), 0.2, "above", "inconclusive"),
-])
+  ],
+)
 def test_difference_verdict(low, high, direction, verdict):
   assert stats.difference_verdict(low, high, direction=direction) == verdict
 

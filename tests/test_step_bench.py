@@ -37,10 +37,15 @@ def test_step_arguments_are_params_opt_state_and_batch_and_are_donated(tiny_anal
   batch_bytes = 2 * (TINY.seq_len + 1) * 4
   got = tiny_analysis
   # + 4 bytes for the int32 step counter; XLA may pad small buffers.
-  assert state_bytes + batch_bytes + 4 <= got["argument_bytes"] <= 1.01 * (state_bytes + batch_bytes) + 1024
+  assert (
+    state_bytes + batch_bytes + 4
+    <= got["argument_bytes"]
+    <= 1.01 * (state_bytes + batch_bytes) + 1024
+  )
   assert state_bytes <= got["alias_bytes"] <= 1.01 * state_bytes + 1024
-  assert got["peak_memory_bytes"] == (got["argument_bytes"] + got["output_bytes"] + got["temp_bytes"]
-                                      - got["alias_bytes"])
+  assert got["peak_memory_bytes"] == (
+    got["argument_bytes"] + got["output_bytes"] + got["temp_bytes"] - got["alias_bytes"]
+  )
 
 
 def test_xla_flops_per_token_match_the_analytic_count(tiny_analysis):
@@ -69,8 +74,13 @@ def test_loss_chunk_lowers_the_step_peak_memory():
 
 
 def test_memory_sweep_grows_with_micro_batch_and_resumes_from_its_cache(tmp_path, monkeypatch):
-  cfg = step_bench.BenchTrainConfig(model="tiny", optimizers=("muon",), seq_len=16,
-                                    sweep_micro_batches=(1, 2, 4), sweep_remat=("none",))
+  cfg = step_bench.BenchTrainConfig(
+    model="tiny",
+    optimizers=("muon",),
+    seq_len=16,
+    sweep_micro_batches=(1, 2, 4),
+    sweep_remat=("none",),
+  )
   cache = str(tmp_path / "cache.json")
   first = step_bench.memory_sweep(cfg, cache)
   peaks = first["muon"]["none"]["peak_memory_bytes"]
@@ -96,15 +106,28 @@ def test_run_rejects_cudnn_off_gpu():
 
 
 def _bench(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.bench_train", *args], check=False, cwd=REPO,
-                        capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu"))
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.bench_train", *args],
+    check=False,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu"),
+  )
 
 
 def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
-  proc = _bench("--optimizers=muon", "--steps=1", "--seq_len=32", "--global_batch=4",
-                "--loss_chunk=48", "--remat=block", f"--profile={tmp_path / 'trace'}",
-                f"--out_dir={tmp_path}")
+  proc = _bench(
+    "--optimizers=muon",
+    "--steps=1",
+    "--seq_len=32",
+    "--global_batch=4",
+    "--loss_chunk=48",
+    "--remat=block",
+    f"--profile={tmp_path / 'trace'}",
+    f"--out_dir={tmp_path}",
+  )
   assert proc.returncode == 0, proc.stderr
   out = json.loads((tmp_path / "bench_train.json").read_text())
   assert (out["remat"], out["loss_chunk"]) == ("block", 48)
@@ -114,13 +137,16 @@ def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
   assert glob.glob(str(tmp_path / "trace" / "**" / "*.xplane.pb"), recursive=True)
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (("--attention=cudnn",), "error: --attention='cudnn' needs an NVIDIA GPU"),
     (("--loss_chunk=-1",), "error: --loss_chunk=-1 is out of range"),
     (("--remat=all",), "error: --remat='all' is not allowed"),
     (("--sweep_micro_batches=4,0",), "error: --sweep_micro_batches=0 is out of range"),
     (("--profile=/proc/no_trace_here",), "error: --profile=/proc/no_trace_here is not writable"),
-])
+  ],
+)
 def test_bench_train_bad_flags_are_one_line_errors(tmp_path, args, message):
   if jax.default_backend() == "gpu" and "cudnn" in args[0]:
     pytest.skip("cuDNN is available here")
@@ -133,7 +159,9 @@ def test_bench_train_bad_flags_are_one_line_errors(tmp_path, args, message):
 @pytest.mark.slow
 def test_chunked_loss_frees_at_least_one_full_logits_copy_at_160m():
   # LLaMA-160M, micro batch 16 x 1024: the f32 logits are 16 * 1024 * 32000 * 4 bytes.
-  cfg = tr.TrainConfig(model="160m", optimizer="muon", seq_len=1024, global_batch=16, micro_batch=16)
+  cfg = tr.TrainConfig(
+    model="160m", optimizer="muon", seq_len=1024, global_batch=16, micro_batch=16
+  )
   logits_bytes = 16 * 1024 * llama.llama_160m().vocab_size * 4
   full = step_bench.analyze_step(cfg, 16, flops=False)["peak_memory_bytes"]
   chunked = step_bench.analyze_step(dataclasses.replace(cfg, loss_chunk=1024), 16, flops=False)

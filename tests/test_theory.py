@@ -5,7 +5,6 @@ computed here on independent grids; Lemma 3's radius is checked on both sides;
 the spectral formulas are checked against simulation and algebraic identities.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +14,7 @@ from muon_jax import metrics
 from muon_jax import theory as T
 
 from muon_jax import newton_schulz as ns
+
 KIMI = ns.KIMI_COEFFS
 
 
@@ -30,7 +30,9 @@ def test_iterate_matches_numpy_and_jits(preset):
   x = np.linspace(0, 1.0, 1001)  # NS inputs are Frobenius-normalized
   np.testing.assert_allclose(T.iterate(preset, 5)(x), _rho5(x, preset), rtol=1e-12, atol=1e-12)
   a, b, c = ns.resolve_coeffs(preset)[2]
-  np.testing.assert_allclose(T.quintic(preset, 2)(x), a * x + b * x**3 + c * x**5, rtol=1e-13, atol=1e-13)
+  np.testing.assert_allclose(
+    T.quintic(preset, 2)(x), a * x + b * x**3 + c * x**5, rtol=1e-13, atol=1e-13
+  )
   y = jax.jit(T.iterate(preset, 5))(jnp.asarray(x, jnp.float32))
   np.testing.assert_allclose(np.asarray(y), _rho5(x, preset), atol=1e-4)
 
@@ -38,7 +40,7 @@ def test_iterate_matches_numpy_and_jits(preset):
 @pytest.mark.parametrize("preset", ns.PRESETS)
 @pytest.mark.parametrize("shape", [(6, 6), (5, 9)])
 def test_iterate_matches_newton_schulz_on_diagonal_matrices(preset, shape):
-  s = np.array([1.0, 0.7, 0.3, 0.05, 1e-3, 2e-5][:min(shape)])
+  s = np.array([1.0, 0.7, 0.3, 0.05, 1e-3, 2e-5][: min(shape)])
   eps = 1e-7
   with jax.enable_x64(True):
     x = jnp.zeros(shape, jnp.float64).at[np.arange(s.size), np.arange(s.size)].set(s)
@@ -106,7 +108,9 @@ def test_lemma2_statement3_invariant_interval_and_orbit(kimi):
   # The computed I is the trapping interval [rho(x_min), rho(x_max)].
   cp = T.critical_points("kimi")
   rho = T.quintic("kimi")
-  np.testing.assert_allclose(kimi["invariant_interval"], [rho(cp.local_min), rho(cp.local_max)], rtol=1e-12)
+  np.testing.assert_allclose(
+    kimi["invariant_interval"], [rho(cp.local_min), rho(cp.local_max)], rtol=1e-12
+  )
   img = kimi["invariant_image"]
   xs = np.linspace(*kimi["invariant_interval"], 200_001)
   np.testing.assert_allclose(img, [rho(xs).min(), rho(xs).max()], atol=1e-9)
@@ -120,7 +124,7 @@ def test_lemma2_statement3_invariant_interval_and_orbit(kimi):
   assert entry == kimi["orbit_entry_step_paper_interval"] == kimi["orbit_entry_step"] <= 5
   assert all(lo <= x <= hi for x in orbit[entry:])
   assert orbit[5] >= T.PAPER_ORBIT_LOWER
-  assert min(orbit[entry + 1:]) >= img[0] >= T.PAPER_ORBIT_LOWER
+  assert min(orbit[entry + 1 :]) >= img[0] >= T.PAPER_ORBIT_LOWER
 
 
 @pytest.mark.parametrize("preset", ["dion", "polar_express"])
@@ -191,7 +195,9 @@ def test_gavish_donoho_shrinkers_match_identities():
     np.testing.assert_allclose(T.optimal_shrinker(y, beta, "operator"), theta, rtol=1e-9)
     # Frobenius-optimal shrinker = x c(x) c~(x) (Gavish & Donoho 2017).
     c2l, c2r = T.bgn_cos2(theta, beta)
-    np.testing.assert_allclose(T.optimal_shrinker(y, beta, "frobenius"), theta * np.sqrt(c2l * c2r), rtol=1e-9)
+    np.testing.assert_allclose(
+      T.optimal_shrinker(y, beta, "frobenius"), theta * np.sqrt(c2l * c2r), rtol=1e-9
+    )
     below = np.linspace(0.1, T.mp_edge(beta), 5)
     assert np.all(T.optimal_shrinker(below, beta, "frobenius") == 0)
     assert np.all(T.optimal_shrinker(below, beta, "operator") == 0)
@@ -226,13 +232,22 @@ def test_compare_spectral_maps_alignment_is_exact():
     assert res["methods"][name]["energy_fraction"][0, 0] == pytest.approx(frac, abs=1e-6)
   # Above the BBP threshold the shrinkers align far better than NS / polar,
   # which lift the whole noise bulk (Section 10.1's claim is the opposite).
-  assert res["methods"]["shrink_frobenius"]["cos_signal"][0, 0] > res["methods"]["newton_schulz"]["cos_signal"][0, 0] + 0.2
+  assert (
+    res["methods"]["shrink_frobenius"]["cos_signal"][0, 0]
+    > res["methods"]["newton_schulz"]["cos_signal"][0, 0] + 0.2
+  )
   assert res["bulk_fraction_mapped_above_half"][0, 0] > 0.5
 
 
 def test_subspace_sweep_tracks_bgn_and_normalizations():
-  res = T.subspace_sweep(jax.random.PRNGKey(0), ns=(48, 96, 192), thetas=(3.0,), trials=2,
-                         n_boot=50, coherent_check=False)
+  res = T.subspace_sweep(
+    jax.random.PRNGKey(0),
+    ns=(48, 96, 192),
+    thetas=(3.0,),
+    trials=2,
+    n_boot=50,
+    coherent_check=False,
+  )
   s = res["summary"]
   for nm, gamma in (("fixed_signal", -0.5), ("proportional", 0.0), ("frobenius", 0.5)):
     d = s[nm]["3.0"]
@@ -249,9 +264,19 @@ def test_subspace_sweep_tracks_bgn_and_normalizations():
   assert s["fixed_signal"]["3.0"]["exponent"]["verdict"] == "grows"
 
 
-TINY = T.PolynomialConfig(presets=("kimi", "dion"), grid=20001, levels=3, spike_m=32, spike_n=64,
-                          spike_thetas=(0.5, 4.0), spike_trials=1, sweep_ns=(32, 64),
-                          sweep_thetas=(3.0,), sweep_trials=2, n_boot=20)
+TINY = T.PolynomialConfig(
+  presets=("kimi", "dion"),
+  grid=20001,
+  levels=3,
+  spike_m=32,
+  spike_n=64,
+  spike_thetas=(0.5, 4.0),
+  spike_trials=1,
+  sweep_ns=(32, 64),
+  sweep_thetas=(3.0,),
+  sweep_trials=2,
+  n_boot=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -265,11 +290,20 @@ def test_run_reports_lemma9_under_both_noise_readings(tiny_run):
   assert set(l9["readings"]) == {"fixed_entry_noise", "operator_norm_bounded"}
   for reading, norm in T.LEMMA9_READINGS.items():
     assert l9["readings"][reading]["normalization"] == norm
-    assert (l9["readings"][reading]["per_theta"]["3.0"]["exponent"]
-            == l9["summary"][norm]["3.0"]["exponent"])
+    assert (
+      l9["readings"][reading]["per_theta"]["3.0"]["exponent"]
+      == l9["summary"][norm]["3.0"]["exponent"]
+    )
   claims = {c["id"]: c for c in T.claims(tiny_run)}
-  assert set(claims) == {"lemma2.1", "lemma2.2", "lemma2.3", "lemma3", "sec10.1",
-                         "lemma9 (fixed entry noise)", "lemma9 (operator norm bounded)"}
+  assert set(claims) == {
+    "lemma2.1",
+    "lemma2.2",
+    "lemma2.3",
+    "lemma3",
+    "sec10.1",
+    "lemma9 (fixed entry noise)",
+    "lemma9 (operator norm bounded)",
+  }
   for c in claims.values():
     assert set(c) == {"id", "paper", "criterion", "measured", "verdict", "reproduces", "figure"}
   # The three Lemma 2 statements hold for the Kimi quintic; Section 10.1's claim
@@ -293,6 +327,7 @@ def test_check_config_names_the_field():
 
 def test_figures_show_every_preset_and_sweep_line(tiny_run):
   from muon_jax.figures import polynomial as figures
+
   figs = figures.figures(tiny_run)
   assert set(figs) == {"rho_kimi", "rho_dion", "cobweb", "robustness", "bbp"}
   ax_n, ax_snr = figs["bbp"].axes

@@ -19,7 +19,9 @@ KIMI = (3.4445, -4.7750, 2.0315)
 
 def _params(shapes=SHAPES, seed=0):
   key = jax.random.PRNGKey(seed)
-  return {n: jax.random.normal(jax.random.fold_in(key, i), s) for i, (n, s) in enumerate(shapes.items())}
+  return {
+    n: jax.random.normal(jax.random.fold_in(key, i), s) for i, (n, s) in enumerate(shapes.items())
+  }
 
 
 def _grads(t, shapes=SHAPES):
@@ -137,7 +139,10 @@ def test_under_pmap_with_pmean_of_grads():
   params = _params()
   tx = mj.muon(0.02)
   state = tx.init(params)
-  g_per_dev = {n: jax.random.normal(jax.random.PRNGKey(i), (n_dev, *s)) for i, (n, s) in enumerate(SHAPES.items())}
+  g_per_dev = {
+    n: jax.random.normal(jax.random.PRNGKey(i), (n_dev, *s))
+    for i, (n, s) in enumerate(SHAPES.items())
+  }
 
   def step(g, st, p):
     g = jax.lax.pmean(g, "d")
@@ -171,6 +176,7 @@ def test_inject_hyperparams_and_schedule():
 def test_scalings_and_dtypes():
   assert mj.muon.__module__ == "muon_jax.transform"
   from muon_jax.transform import shape_scale
+
   assert shape_scale((768, 3072), "kimi") == pytest.approx(0.2 * np.sqrt(3072))
   # JAX layout (fan_in, fan_out): Keller's sqrt(rows/cols) on PyTorch's (out, in).
   assert shape_scale((768, 3072), "keller") == pytest.approx(2.0)
@@ -186,10 +192,11 @@ def test_scalings_and_dtypes():
 
 def test_muon_with_adamw_routes_by_path():
   params = {
-      "embed": {"embedding": jnp.ones((50, 8))},
-      "layers": [{"attn": {"q_proj": {"kernel": jnp.ones((8, 8))}},
-                  "norm": {"scale": jnp.ones((8,))}}],
-      "lm_head": {"kernel": jnp.ones((8, 50))},
+    "embed": {"embedding": jnp.ones((50, 8))},
+    "layers": [
+      {"attn": {"q_proj": {"kernel": jnp.ones((8, 8))}}, "norm": {"scale": jnp.ones((8,))}}
+    ],
+    "lm_head": {"kernel": jnp.ones((8, 50))},
   }
   labels = mj.muon_labels(params)
   assert labels["embed"]["embedding"] == "adamw"
@@ -201,7 +208,8 @@ def test_muon_with_adamw_routes_by_path():
   grads = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(0), p.shape), params)
   u, _ = tx.update(grads, state, params)
   ref_adam, _ = optax.adamw(1e-3, weight_decay=0.0).update(
-      grads["lm_head"], optax.adamw(1e-3, weight_decay=0.0).init(params["lm_head"]), params["lm_head"])
+    grads["lm_head"], optax.adamw(1e-3, weight_decay=0.0).init(params["lm_head"]), params["lm_head"]
+  )
   np.testing.assert_allclose(u["lm_head"]["kernel"], ref_adam["kernel"], atol=1e-7)
   q = {"w": params["layers"][0]["attn"]["q_proj"]["kernel"]}
   g_q = {"w": grads["layers"][0]["attn"]["q_proj"]["kernel"]}
@@ -209,9 +217,14 @@ def test_muon_with_adamw_routes_by_path():
   np.testing.assert_allclose(u["layers"][0]["attn"]["q_proj"]["kernel"], ref_muon["w"], atol=1e-7)
 
 
-@pytest.mark.parametrize("make, match", [
+@pytest.mark.parametrize(
+  "make, match",
+  [
     (lambda: mj.muon(0.1).init({}), "empty pytree"),
-    (lambda: mj.muon(0.1).init({"w": jnp.ones((4, 4)), "b": jnp.ones(4)}), "leaf 'b'.*muon_with_adamw"),
+    (
+      lambda: mj.muon(0.1).init({"w": jnp.ones((4, 4)), "b": jnp.ones(4)}),
+      "leaf 'b'.*muon_with_adamw",
+    ),
     (lambda: mj.muon(0.1, coeffs="bogus"), "coeffs: unknown preset"),
     (lambda: mj.muon(0.1, steps=0), "steps must be an integer >= 1"),
     (lambda: mj.muon(0.1, beta=1.0), r"beta=1.0 is out of range; allowed \[0.0, 1.0\)"),
@@ -219,7 +232,8 @@ def test_muon_with_adamw_routes_by_path():
     (lambda: mj.muon(-0.1), "learning_rate=-0.1 is out of range"),
     (lambda: mj.muon(0.1, scaling="huge"), "scaling must be one of"),
     (lambda: mj.muon(0.1, momentum="adam"), "momentum must be one of"),
-])
+  ],
+)
 def test_bad_input_raises_clear_errors(make, match):
   with pytest.raises(ValueError, match=match):
     make()
@@ -248,7 +262,10 @@ def _run(tx, grads_seq, params):
 def _assert_same_updates(ours, ref, tol=1e-5):
   for t, (a, b) in enumerate(zip(ours, ref)):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-      assert _rel(x, np.asarray(y, np.complex128 if np.iscomplexobj(y) else np.float64)) <= tol, (t, path)
+      assert _rel(x, np.asarray(y, np.complex128 if np.iscomplexobj(y) else np.float64)) <= tol, (
+        t,
+        path,
+      )
 
 
 def test_keller_scaling_uses_jax_in_out_layout_like_optax_default():
@@ -267,17 +284,45 @@ def test_keller_scaling_uses_jax_in_out_layout_like_optax_default():
 PARITY_SHAPES = {"a": (16, 40), "b": (40, 16), "c": (24, 24)}
 
 
-@pytest.mark.parametrize("preconditioning, adaptive, nesterov", [
-    ("frobenius", True, False), ("spectral", False, True), ("aol", True, True),
-    ("schatten", False, False)])
+@pytest.mark.parametrize(
+  "preconditioning, adaptive, nesterov",
+  [
+    ("frobenius", True, False),
+    ("spectral", False, True),
+    ("aol", True, True),
+    ("schatten", False, False),
+  ],
+)
 def test_preconditioning_and_adaptive_match_optax(preconditioning, adaptive, nesterov):
   params = _params(PARITY_SHAPES)
   grads = [_grads(t, PARITY_SHAPES) for t in range(3)]
-  ours, _ = _run(mj.muon(0.1, scaling="kimi", kimi_rms=0.3, momentum="optax", eps=1e-8,
-                         preconditioning=preconditioning, adaptive=adaptive, nesterov=nesterov,
-                         coeffs="dion"), grads, params)
-  ref, _ = _run(contrib.muon(0.1, consistent_rms=0.3, preconditioning=preconditioning,
-                             adaptive=adaptive, nesterov=nesterov, ns_coeffs="dion"), grads, params)
+  ours, _ = _run(
+    mj.muon(
+      0.1,
+      scaling="kimi",
+      kimi_rms=0.3,
+      momentum="optax",
+      eps=1e-8,
+      preconditioning=preconditioning,
+      adaptive=adaptive,
+      nesterov=nesterov,
+      coeffs="dion",
+    ),
+    grads,
+    params,
+  )
+  ref, _ = _run(
+    contrib.muon(
+      0.1,
+      consistent_rms=0.3,
+      preconditioning=preconditioning,
+      adaptive=adaptive,
+      nesterov=nesterov,
+      ns_coeffs="dion",
+    ),
+    grads,
+    params,
+  )
   _assert_same_updates(ours, ref)
 
 
@@ -302,8 +347,12 @@ def test_dimension_numbers_tree_callable_and_optax_class_agree():
   batch = mj.MuonDimensionNumbers(reduction_axis=1, output_axis=2)
   as_tree = mj.scale_by_muon(dimension_numbers={"stack": batch, "mat": mj.MuonDimensionNumbers()})
   as_fn = mj.scale_by_muon(dimension_numbers=lambda p: {"stack": batch, "mat": None})
-  as_optax = mj.scale_by_muon(dimension_numbers={
-      "stack": contrib.MuonDimensionNumbers(1, 2), "mat": contrib.MuonDimensionNumbers(0, 1)})
+  as_optax = mj.scale_by_muon(
+    dimension_numbers={
+      "stack": contrib.MuonDimensionNumbers(1, 2),
+      "mat": contrib.MuonDimensionNumbers(0, 1),
+    }
+  )
   outs = [tx.update(g, tx.init(params))[0] for tx in (as_tree, as_fn, as_optax)]
   for other in outs[1:]:
     for n in shapes:
@@ -311,14 +360,20 @@ def test_dimension_numbers_tree_callable_and_optax_class_agree():
   # Batch axis 0: slice i is the 12x20 update of slice i alone.
   tx = mj.scale_by_muon()
   single = {"w": g["stack"][2]}
-  np.testing.assert_allclose(outs[0]["stack"][2], tx.update(single, tx.init(single))[0]["w"], atol=1e-6)
+  np.testing.assert_allclose(
+    outs[0]["stack"][2], tx.update(single, tx.init(single))[0]["w"], atol=1e-6
+  )
   with pytest.raises(ValueError, match="dimension_numbers: reduction"):
     mj.scale_by_muon(dimension_numbers=mj.MuonDimensionNumbers(1, 1)).init(params)
 
 
 def test_complex_leaf_gives_unitary_polar_factor_and_nan_shows():
   kr, ki = jax.random.split(jax.random.PRNGKey(3))
-  g = {"w": (jax.random.normal(kr, (12, 20)) + 1j * jax.random.normal(ki, (12, 20))).astype(jnp.complex64)}
+  g = {
+    "w": (jax.random.normal(kr, (12, 20)) + 1j * jax.random.normal(ki, (12, 20))).astype(
+      jnp.complex64
+    )
+  }
   tx = mj.scale_by_muon(coeffs="polar_express", steps=10, scaling="none")
   u, state = tx.update(g, tx.init(g))
   assert u["w"].dtype == jnp.complex64 and state.mu["w"].dtype == jnp.complex64
@@ -334,7 +389,7 @@ def _np_keller_muon(grads_seq, beta=0.95, eps=1e-7):
   for g in grads_seq:
     g = np.asarray(g, np.float64)
     mom = (1 - beta) * g if mom is None else mom + (1 - beta) * (g - mom)  # lerp_(grad, 1-beta)
-    x = g + beta * (mom - g)                                              # grad.lerp_(mom, beta)
+    x = g + beta * (mom - g)  # grad.lerp_(mom, beta)
     transposed = x.shape[0] > x.shape[1]
     x = x.T if transposed else x
     x = x / (np.linalg.norm(x) + eps)
@@ -376,12 +431,28 @@ def test_inject_hyperparams_muon_with_adamw():
 def test_muon_with_adamw_passes_adam_options():
   params = {"w": jnp.ones((8, 12)), "b": jnp.linspace(-1.0, 1.0, 12)}
   grads = [jax.tree.map(lambda p, t=t: jnp.sin(p * (t + 1.0)), params) for t in range(3)]
-  kw = {"b1": 0.8, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-3, "mu_dtype": jnp.bfloat16,
-        "nesterov": True}
-  tx = mj.muon_with_adamw(0.02, adam_learning_rate=1e-2, adam_b1=0.8, adam_b2=0.99, adam_eps=1e-6,
-                          adam_eps_root=1e-3, adam_mu_dtype=jnp.bfloat16, adam_nesterov=True)
+  kw = {
+    "b1": 0.8,
+    "b2": 0.99,
+    "eps": 1e-6,
+    "eps_root": 1e-3,
+    "mu_dtype": jnp.bfloat16,
+    "nesterov": True,
+  }
+  tx = mj.muon_with_adamw(
+    0.02,
+    adam_learning_rate=1e-2,
+    adam_b1=0.8,
+    adam_b2=0.99,
+    adam_eps=1e-6,
+    adam_eps_root=1e-3,
+    adam_mu_dtype=jnp.bfloat16,
+    adam_nesterov=True,
+  )
   ours, state = _run(tx, grads, params)
-  ref, _ = _run(optax.adamw(1e-2, weight_decay=0.0, **kw), [{"b": g["b"]} for g in grads], {"b": params["b"]})
+  ref, _ = _run(
+    optax.adamw(1e-2, weight_decay=0.0, **kw), [{"b": g["b"]} for g in grads], {"b": params["b"]}
+  )
   for a, b in zip(ours, ref):
     np.testing.assert_allclose(a["b"], b["b"], rtol=1e-6)
   adam_mu = [x for x in jax.tree.leaves(state) if x.shape == (12,) and x.dtype == jnp.bfloat16]
@@ -389,8 +460,10 @@ def test_muon_with_adamw_passes_adam_options():
 
 
 def test_routing_of_conv_models_is_visible_and_steerable():
-  cnn = {"Conv_0": {"kernel": jnp.ones((3, 3, 3, 16)), "bias": jnp.zeros(16)},
-         "Conv_1": {"kernel": jnp.ones((3, 3, 16, 32)), "bias": jnp.zeros(32)}}
+  cnn = {
+    "Conv_0": {"kernel": jnp.ones((3, 3, 3, 16)), "bias": jnp.zeros(16)},
+    "Conv_1": {"kernel": jnp.ones((3, 3, 16, 32)), "bias": jnp.zeros(32)},
+  }
   tx = mj.muon_with_adamw(0.02)
   state = tx.init(cnn)
   labels = mj.muon_labels(cnn)
@@ -403,7 +476,9 @@ def test_routing_of_conv_models_is_visible_and_steerable():
   assert table[2].split() == ["Conv_0/kernel", "(3,", "3,", "3,", "16)", "muon", "27x16"]
   # Kernels under names without "conv" are not guessed: the error names them.
   unnamed = {"c1": {"kernel": jnp.ones((3, 3, 3, 16))}, "norm": {"scale": jnp.ones(16)}}
-  with pytest.raises(ValueError, match=r"muon_mask: no leaf was routed to Muon.*'c1/kernel' \(3, 3, 3, 16\)"):
+  with pytest.raises(
+    ValueError, match=r"muon_mask: no leaf was routed to Muon.*'c1/kernel' \(3, 3, 3, 16\)"
+  ):
     mj.muon_with_adamw(0.02).init(unnamed)
   steered = mj.muon_with_adamw(0.02, muon_mask=lambda path, leaf: jnp.ndim(leaf) >= 2)
   assert "muon" in mj.describe_routing(unnamed, lambda path, leaf: jnp.ndim(leaf) >= 2)

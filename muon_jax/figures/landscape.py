@@ -25,8 +25,11 @@ def kinematics_figure(res: dict):
   fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
   for i, (label, runs) in enumerate(res["runs"].items()):
     col = _color(label, i)
-    for key, ax in (("effective_rank", axes[0]), ("spike_range", axes[1]),
-                    ("center_loss", axes[2])):
+    for key, ax in (
+      ("effective_rank", axes[0]),
+      ("spike_range", axes[1]),
+      ("center_loss", axes[2]),
+    ):
       by_step: dict[int, list] = {}
       for run in runs:
         steps = [p["step"] for p in run["probes"]]
@@ -35,16 +38,30 @@ def kinematics_figure(res: dict):
         for s, v in zip(steps, values):
           by_step.setdefault(s, []).append(v)
       steps = sorted(by_step)
-      ax.plot(steps, [np.mean(by_step[s]) for s in steps], "o-", color=col, lw=1.8,
-              label=f"{label} (mean of {len(runs)})")
+      ax.plot(
+        steps,
+        [np.mean(by_step[s]) for s in steps],
+        "o-",
+        color=col,
+        lw=1.8,
+        label=f"{label} (mean of {len(runs)})",
+      )
     bulk = {}
     for run in runs:
       for p in run["probes"]:
         bulk.setdefault(p["step"], []).append(p["bulk_range"])
-    axes[1].plot(sorted(bulk), [np.mean(bulk[s]) for s in sorted(bulk)], "s--", color=col,
-                 alpha=0.6, lw=1, label=f"{label} bulk (β)")
-  target = next((p["path"] for runs in res["runs"].values() for r in runs for p in r["probes"]),
-                "?")
+    axes[1].plot(
+      sorted(bulk),
+      [np.mean(bulk[s]) for s in sorted(bulk)],
+      "s--",
+      color=col,
+      alpha=0.6,
+      lw=1,
+      label=f"{label} bulk (β)",
+    )
+  target = next(
+    (p["path"] for runs in res["runs"].values() for r in runs for p in r["probes"]), "?"
+  )
   axes[0].set(title="Spectral dispersion", ylabel="effective rank (normalized entropy)")
   axes[1].set(title="Macro curvature", ylabel="loss range along direction", yscale="log")
   axes[2].set(title="Center loss (α = β = 0)", ylabel="eval loss")
@@ -85,13 +102,15 @@ def surfaces_figure(res: dict, steps=None):
       ax3.set(xlabel="α (spike)", ylabel="β (bulk)", zlim=(lo, hi))
       ax3.set_title(f"{label} step {step}", fontsize=9)
       ax2 = fig.add_subplot(n_rows, n_cols, (2 * r + 1) * n_cols + c + 1)
-      cs = ax2.contourf(aa, bb, z, levels=np.linspace(lo, hi, 21) if hi > lo else 20,
-                        cmap="viridis")
+      cs = ax2.contourf(
+        aa, bb, z, levels=np.linspace(lo, hi, 21) if hi > lo else 20, cmap="viridis"
+      )
       ax2.plot([0], [0], "w+", ms=8)
       m = p["metrics"]
       ax2.set(xlabel="α (spike)", ylabel="β (bulk)")
-      ax2.set_title(f"center {m['center_loss']:.3f}, spike range {m['spike_range']:.3g}",
-                    fontsize=8)
+      ax2.set_title(
+        f"center {m['center_loss']:.3f}, spike range {m['spike_range']:.3g}", fontsize=8
+      )
       fig.colorbar(cs, ax=ax2, fraction=0.046)
   fig.suptitle("Loss landscape along gradient spike (α) and bulk (β) directions")
   fig.tight_layout()

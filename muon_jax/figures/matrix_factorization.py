@@ -14,8 +14,10 @@ _STYLES = {"muon": "-", "adamw": "--"}
 
 
 def _median_steps(summary_opt: dict, n) -> np.ndarray:
-  return np.array([np.nan if s is None else s
-                   for s in summary_opt["per_n"][str(n)]["median_step_per_kappa"]], float)
+  return np.array(
+    [np.nan if s is None else s for s in summary_opt["per_n"][str(n)]["median_step_per_kappa"]],
+    float,
+  )
 
 
 def _band(ax, x, y_SxR, color, style, label):
@@ -40,14 +42,16 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
   zoom = steps_R <= zoom_steps
   figs = {}
 
-  fig, axes = plt.subplots(1, len(kappas), figsize=(4.2 * len(kappas), 3.6), squeeze=False,
-                           layout="constrained")
+  fig, axes = plt.subplots(
+    1, len(kappas), figsize=(4.2 * len(kappas), 3.6), squeeze=False, layout="constrained"
+  )
   for k, kappa in enumerate(kappas):
     ax = axes[0, k]
     for opt in optimizers:
       for i, n in enumerate(dims):
-        _band(ax, steps_R, units[(opt, n)]["rel_loss_R"][:, k], colors[i], _STYLES[opt],
-              f"{opt} n={n}")
+        _band(
+          ax, steps_R, units[(opt, n)]["rel_loss_R"][:, k], colors[i], _STYLES[opt], f"{opt} n={n}"
+        )
     ax.set(yscale="log", xlabel="step", title=f"κ = {kappa:g}")
   axes[0, 0].set_ylabel("expected loss / loss at W=0")
   axes[0, -1].legend(fontsize=7)
@@ -63,14 +67,27 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
       ax_s.plot(dims, step, _STYLES[opt] + "o", color=colors[k], label=f"{opt} κ={kappa:g}")
     fit = summary[opt]["exponent_vs_n"]
     if fit is not None:
-      ax_s.plot(dims, np.exp(fit["intercept"]) * np.asarray(dims, float) ** fit["exponent"], ":",
-                color="k" if opt == "muon" else "gray",
-                label=f"{opt} fit: n^{fit['exponent']:.2f} "
-                      f"[{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]")
-  ax_l.set(xscale="log", yscale="log", xlabel="n", ylabel="final expected loss / loss at W=0",
-           title="final loss vs n")
-  ax_s.set(xscale="log", yscale="log", xlabel="n", ylabel="rank-expansion step (median over seeds)",
-           title="rank-expansion step vs n")
+      ax_s.plot(
+        dims,
+        np.exp(fit["intercept"]) * np.asarray(dims, float) ** fit["exponent"],
+        ":",
+        color="k" if opt == "muon" else "gray",
+        label=f"{opt} fit: n^{fit['exponent']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}]",
+      )
+  ax_l.set(
+    xscale="log",
+    yscale="log",
+    xlabel="n",
+    ylabel="final expected loss / loss at W=0",
+    title="final loss vs n",
+  )
+  ax_s.set(
+    xscale="log",
+    yscale="log",
+    xlabel="n",
+    ylabel="rank-expansion step (median over seeds)",
+    title="rank-expansion step vs n",
+  )
   ax_l.legend(fontsize=7)
   ax_s.legend(fontsize=7)
   fig.suptitle("Fig 2b: dimension scaling (missing points: never expanded)")
@@ -80,10 +97,22 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
   for opt in optimizers:
     for i, n in enumerate(dims):
       u = units[(opt, n)]
-      _band(axes[0], steps_R[zoom], u["erank_R"][:, -1][:, zoom], colors[i], _STYLES[opt],
-            f"{opt} n={n}")
-      _band(axes[1], steps_R[zoom], u["erank_normalized_R"][:, -1][:, zoom], colors[i],
-            _STYLES[opt], f"{opt} n={n}")
+      _band(
+        axes[0],
+        steps_R[zoom],
+        u["erank_R"][:, -1][:, zoom],
+        colors[i],
+        _STYLES[opt],
+        f"{opt} n={n}",
+      )
+      _band(
+        axes[1],
+        steps_R[zoom],
+        u["erank_normalized_R"][:, -1][:, zoom],
+        colors[i],
+        _STYLES[opt],
+        f"{opt} n={n}",
+      )
   axes[0].axvline(mf.WITHIN_STEPS, color="r", lw=0.8, ls=":", label=f"step {mf.WITHIN_STEPS}")
   axes[0].set(xlabel="step", ylabel="effective rank exp(H)", yscale="log")
   axes[1].set(xlabel="step", ylabel="normalized entropy H / log r")
@@ -94,13 +123,29 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
   fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
   for opt in optimizers:
     for i, n in enumerate(dims):
-      ax_s.plot(kappas, _median_steps(summary[opt], n), _STYLES[opt] + "o", color=colors[i],
-                label=f"{opt} n={n}")
+      ax_s.plot(
+        kappas,
+        _median_steps(summary[opt], n),
+        _STYLES[opt] + "o",
+        color=colors[i],
+        label=f"{opt} n={n}",
+      )
     for k, kappa in enumerate(kappas):
-      _band(ax_r, steps_R[zoom], units[(opt, dims[-1])]["erank_R"][:, k][:, zoom], colors[k],
-            _STYLES[opt], f"{opt} κ={kappa:g}")
-  ax_s.set(xscale="log", yscale="log", xlabel="κ", ylabel="rank-expansion step (median)",
-           title="rank-expansion step vs κ")
+      _band(
+        ax_r,
+        steps_R[zoom],
+        units[(opt, dims[-1])]["erank_R"][:, k][:, zoom],
+        colors[k],
+        _STYLES[opt],
+        f"{opt} κ={kappa:g}",
+      )
+  ax_s.set(
+    xscale="log",
+    yscale="log",
+    xlabel="κ",
+    ylabel="rank-expansion step (median)",
+    title="rank-expansion step vs κ",
+  )
   ax_r.set(xlabel="step", ylabel="effective rank exp(H)", yscale="log", title=f"n = {dims[-1]}")
   ax_s.legend(fontsize=7)
   ax_r.legend(fontsize=7)

@@ -53,13 +53,14 @@ def _robustness(main: str, l3: dict):
   grid = np.linspace(-3 * r, 3 * r, 61)
   mask = theory.robustness_slice(main, da=grid, dc=grid, db=worst[1])
   fig, ax = plt.subplots(figsize=(5, 4.5))
-  ax.contourf(grid, grid, mask.astype(float), levels=[-0.5, 0.5, 1.5],
-              colors=["#f4a6a6", "#a6d8a6"])
-  ax.plot([-r, r, r, -r, -r], [-r, -r, r, r, -r], "k--", lw=1,
-          label=f"eps-box, radius {l3['radius']:.4f}")
+  ax.contourf(
+    grid, grid, mask.astype(float), levels=[-0.5, 0.5, 1.5], colors=["#f4a6a6", "#a6d8a6"]
+  )
+  ax.plot(
+    [-r, r, r, -r, -r], [-r, -r, r, r, -r], "k--", lw=1, label=f"eps-box, radius {l3['radius']:.4f}"
+  )
   ax.plot(worst[0], worst[2], "kx", label="worst perturbation")
-  ax.set(title=f"{main}: Lemma 3 pass (green) / fail, db={worst[1]:+.4f}", xlabel="da",
-         ylabel="dc")
+  ax.set(title=f"{main}: Lemma 3 pass (green) / fail, db={worst[1]:+.4f}", xlabel="da", ylabel="dc")
   ax.legend(fontsize=7)
   return fig
 
@@ -68,10 +69,12 @@ def _bbp(l9: dict):
   fig, ax = plt.subplots(1, 2, figsize=(11, 4))
   for nm, per_theta in l9["summary"].items():
     for th, d in per_theta.items():
-      line, = ax[0].loglog(l9["ns"], d["sin_mean"], "o-",
-                           label=f"{nm}, theta={th}: n^{d['exponent']['exponent']:.2f}")
-      ax[0].loglog(l9["ns"], np.maximum(d["sin_bgn_limit"], 1e-3), "--", color=line.get_color(),
-                   lw=0.8)
+      (line,) = ax[0].loglog(
+        l9["ns"], d["sin_mean"], "o-", label=f"{nm}, theta={th}: n^{d['exponent']['exponent']:.2f}"
+      )
+      ax[0].loglog(
+        l9["ns"], np.maximum(d["sin_bgn_limit"], 1e-3), "--", color=line.get_color(), lw=0.8
+      )
       ax[1].plot(d["theta_eff"], d["sin_mean"], "o", color=line.get_color())
   top = max(max(d["theta_eff"]) for v in l9["summary"].values() for d in v.values())
   te = np.linspace(0.05, top, 400)
@@ -80,8 +83,9 @@ def _bbp(l9: dict):
   ax[1].axvline(l9["beta"] ** 0.25, color="r", ls=":", label="BBP threshold")
   ax[0].set(title="sin theta vs n (dashed: BGN limit)", xlabel="n", ylabel="sin theta")
   ax[0].legend(fontsize=6)
-  ax[1].set(title="sin theta vs effective SNR", xlabel="theta_eff (bulk-edge units)",
-            ylabel="sin theta")
+  ax[1].set(
+    title="sin theta vs effective SNR", xlabel="theta_eff (bulk-edge units)", ylabel="sin theta"
+  )
   ax[1].legend(fontsize=7)
   return fig
 

@@ -71,33 +71,52 @@ def vs_dimension(results: dict, optimizer: str, title: str):
   steps = cfg["steps"]
   lr = saddle.paper_lr(saddle.config_from_results(results), optimizer)
   noise = "standard" if "standard" in cfg["noises"] else cfg["noises"][0]
-  groups = [s for s in results["summary"]
-            if s["optimizer"] == optimizer and s["lr"] == lr and s["noise"] == noise]
-  fig, axes = plt.subplots(2, 3, figsize=(16, 7.5), sharex=True,
-                           gridspec_kw={"height_ratios": [3, 1]})
+  groups = [
+    s
+    for s in results["summary"]
+    if s["optimizer"] == optimizer and s["lr"] == lr and s["noise"] == noise
+  ]
+  fig, axes = plt.subplots(
+    2, 3, figsize=(16, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+  )
   for col, crit in enumerate(saddle.ESCAPE_CRITERIA):
     for i, (s, style) in enumerate(zip(groups, _styles())):
       e = s[crit]
-      tag = ("untestable" if e["verdict"] == "untestable" else
-             f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit")
-      _km_series(axes[0, col], axes[1, col], e, steps,
-                 f"{_label(s, ('signal', 'kappa', 'lam'))}: {e['verdict']} ({tag})", style, i,
-                 len(groups))
+      tag = (
+        "untestable"
+        if e["verdict"] == "untestable"
+        else f"α={e['exponent']:+.2f}"
+        if e["exponent"] is not None
+        else "no fit"
+      )
+      _km_series(
+        axes[0, col],
+        axes[1, col],
+        e,
+        steps,
+        f"{_label(s, ('signal', 'kappa', 'lam'))}: {e['verdict']} ({tag})",
+        style,
+        i,
+        len(groups),
+      )
     _finish(axes[0, col], steps, "escape step (KM median, 95% CI)")
     axes[0, col].set_title(saddle_criterion_title(crit), fontsize=10)
     axes[0, col].legend(fontsize=7)
     _finish(axes[1, col], None, "escaped fraction", log_y=False)
     axes[1, col].set(xlabel="D = n²", ylim=(-0.05, 1.05))
-  fig.suptitle(f"{title} (lr {lr:g}, {noise} noise; hollow ▵ = median not reached, "
-               f"dotted = budget {steps})")
+  fig.suptitle(
+    f"{title} (lr {lr:g}, {noise} noise; hollow ▵ = median not reached, dotted = budget {steps})"
+  )
   fig.tight_layout()
   return fig
 
 
 def saddle_criterion_title(crit: str) -> str:
-  return {"definition1": "definition1 (paper, Def. 1): ||W − W₀||_F ≥ R",
-          "structural": "structural (ours): |⟨S, W − W₀⟩| ≥ R",
-          "spectral": "spectral: ||W − W₀||₂ ≥ R"}[crit]
+  return {
+    "definition1": "definition1 (paper, Def. 1): ||W − W₀||_F ≥ R",
+    "structural": "structural (ours): |⟨S, W − W₀⟩| ≥ R",
+    "spectral": "spectral: ||W − W₀||₂ ≥ R",
+  }[crit]
 
 
 def race_success(results: dict):
@@ -111,13 +130,24 @@ def race_success(results: dict):
     for i, ((key, groups), style) in enumerate(zip(items, _styles())):
       ds = [p["D"] for p in groups[0][f"race_{norm}"]]
       best = [max(g[f"race_{norm}"][j]["success"] for g in groups) for j in range(len(ds))]
-      ax.plot(_dodge(ds, i, len(items)), best, "-", color=style[0], marker=style[1], ms=6,
-              label=_label(dict(zip(saddle.TAU_STAR_KEYS, key)),
-                           ("optimizer", "signal", "noise", "kappa", "lam")))
+      ax.plot(
+        _dodge(ds, i, len(items)),
+        best,
+        "-",
+        color=style[0],
+        marker=style[1],
+        ms=6,
+        label=_label(
+          dict(zip(saddle.TAU_STAR_KEYS, key)), ("optimizer", "signal", "noise", "kappa", "lam")
+        ),
+      )
     ax.axhline(results["config"]["success_level"], color="gray", ls=":", lw=1)
     _finish(ax, None, "race-success probability (best lr)", log_y=False)
-    ax.set(xlabel="D = n²", ylim=(-0.05, 1.05),
-           title=f"Theorem 3's race, {norm}: structural escape before ||P⊥(W − W₀)|| ≥ R⊥")
+    ax.set(
+      xlabel="D = n²",
+      ylim=(-0.05, 1.05),
+      title=f"Theorem 3's race, {norm}: structural escape before ||P⊥(W − W₀)|| ≥ R⊥",
+    )
     ax.legend(fontsize=7)
   fig.tight_layout()
   return fig
@@ -126,28 +156,32 @@ def race_success(results: dict):
 def tau_star(results: dict):
   """tau*(D) for both optimizers and the arg-min lr, per race norm; censored points hollow."""
   steps = results["config"]["steps"]
-  fig, axes = plt.subplots(2, 2, figsize=(14, 8), sharex=True,
-                           gridspec_kw={"height_ratios": [3, 2]})
+  fig, axes = plt.subplots(
+    2, 2, figsize=(14, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+  )
   for col, norm in enumerate(saddle.RACE_NORMS):
     k = len(results["tau_star"])
     for i, (s, (color, marker)) in enumerate(zip(results["tau_star"], _styles())):
       e, per = s[norm], s[norm]["per_n"]
       d = _dodge([p["D"] for p in per], i, k)
       tag = f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit"
-      label = (f"{_label(s, ('optimizer', 'signal', 'noise', 'kappa', 'lam'))}: "
-               f"{e['verdict']} ({tag})")
+      label = (
+        f"{_label(s, ('optimizer', 'signal', 'noise', 'kappa', 'lam'))}: {e['verdict']} ({tag})"
+      )
       y = [p["tau_star"] if p["tau_star"] is not None else steps for p in per]
       axes[0, col].plot(d, y, "-", color=color, marker=marker, ms=6, label=label)
       cens = [(x, steps) for x, p in zip(d, per) if p["tau_star"] is None]
       if cens:
-        axes[0, col].scatter(*zip(*cens), marker="^", s=110, facecolors="none",
-                             edgecolors=color, zorder=4)
+        axes[0, col].scatter(
+          *zip(*cens), marker="^", s=110, facecolors="none", edgecolors=color, zorder=4
+        )
       chosen = [(x, p["lr"]) for x, p in zip(d, per) if p["lr"] is not None]
       if chosen:
         axes[1, col].plot(*zip(*chosen), "-", color=color, marker=marker, ms=6)
     _finish(axes[0, col], steps, "τ* (KM median at the best race-winning lr)")
-    axes[0, col].set_title(f"lr-optimal τ*(D), {norm} race (hollow ▵: no lr wins the race)",
-                           fontsize=10)
+    axes[0, col].set_title(
+      f"lr-optimal τ*(D), {norm} race (hollow ▵: no lr wins the race)", fontsize=10
+    )
     axes[0, col].legend(fontsize=7)
     _finish(axes[1, col], None, "arg-min lr")
     axes[1, col].set(xlabel="D = n²")
@@ -160,18 +194,29 @@ def noise_vs_dimension(results: dict):
   cfg = saddle.config_from_results(results)
   lr, lam = saddle.paper_lr(cfg, "muon"), min(cfg.curvatures)
   fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-  groups = [s for s in results["summary"]
-            if s["optimizer"] == "muon" and s["lr"] == lr and s["lam"] == lam]
+  groups = [
+    s for s in results["summary"] if s["optimizer"] == "muon" and s["lr"] == lr and s["lam"] == lam
+  ]
   for i, (s, style) in enumerate(zip(groups, _styles())):
     e = s["structural"]
     tag = f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit"
-    _km_series(axes[0], axes[1], e, cfg.steps,
-               f"{_label(s, ('noise', 'signal', 'kappa'))}: {e['verdict']} ({tag})", style, i,
-               len(groups))
+    _km_series(
+      axes[0],
+      axes[1],
+      e,
+      cfg.steps,
+      f"{_label(s, ('noise', 'signal', 'kappa'))}: {e['verdict']} ({tag})",
+      style,
+      i,
+      len(groups),
+    )
   _finish(axes[0], cfg.steps, "structural escape step (KM median, 95% CI)")
   axes[0].legend(fontsize=7)
-  axes[0].set_title(f"Fig 5b: noise modalities vs D (Muon lr {lr:g}, λ={lam:g}; heavy_tail: "
-                    f"column profile j^-{cfg.tail_exponent:g}, student_t: flat)", fontsize=10)
+  axes[0].set_title(
+    f"Fig 5b: noise modalities vs D (Muon lr {lr:g}, λ={lam:g}; heavy_tail: "
+    f"column profile j^-{cfg.tail_exponent:g}, student_t: flat)",
+    fontsize=10,
+  )
   _finish(axes[1], None, "escaped fraction", log_y=False)
   axes[1].set(xlabel="D = n²", ylim=(-0.05, 1.05))
   fig.tight_layout()
@@ -183,16 +228,19 @@ def vs_curvature(results: dict, noises, dims, title: str):
   cfg = saddle.config_from_results(results)
   lr = saddle.paper_lr(cfg, "muon")
   lams = sorted(cfg.curvatures)
-  by = {(s["noise"], s["signal"], s["kappa"], s["lam"]): s for s in results["summary"]
-        if s["optimizer"] == "muon" and s["lr"] == lr}
+  by = {
+    (s["noise"], s["signal"], s["kappa"], s["lam"]): s
+    for s in results["summary"]
+    if s["optimizer"] == "muon" and s["lr"] == lr
+  }
   series = [(z, g, k, n) for z in noises for g in cfg.signals for k in cfg.kappas for n in dims]
   fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
   for i, ((z, g, k, n), style) in enumerate(zip(series, _styles())):
-    per = [next(p for p in by[(z, g, k, lam)]["structural"]["per_D"] if p["D"] == n * n)
-           for lam in lams]
+    per = [
+      next(p for p in by[(z, g, k, lam)]["structural"]["per_D"] if p["D"] == n * n) for lam in lams
+    ]
     entry = {"per_D": [{**p, "D": lam} for p, lam in zip(per, lams)]}
-    _km_series(axes[0], axes[1], entry, cfg.steps, f"{z} {g} κ={k:g} n={n}", style, i,
-               len(series))
+    _km_series(axes[0], axes[1], entry, cfg.steps, f"{z} {g} κ={k:g} n={n}", style, i, len(series))
   _finish(axes[0], cfg.steps, "structural escape step (KM median, 95% CI)")
   axes[0].legend(fontsize=7)
   axes[0].set_title(f"{title} (Muon lr {lr:g}; hollow ▵ = median not reached)", fontsize=10)
@@ -211,16 +259,26 @@ def trajectories(results: dict):
     tr = c["trajectory"]
     label = _label(c, ("optimizer", "signal", "noise", "kappa", "lr"))
     for ax, m in zip(axes, ("structural", "definition1", "perp_frobenius")):
-      ax.plot(_dodge(tr["t"], i, len(cells)), tr[m], "-", color=color, marker=marker,
-              markevery=20, ms=5, label=label)
+      ax.plot(
+        _dodge(tr["t"], i, len(cells)),
+        tr[m],
+        "-",
+        color=color,
+        marker=marker,
+        markevery=20,
+        ms=5,
+        label=label,
+      )
   radius = cfg["radius"]
   for ax, m in zip(axes, ("|⟨S, W − W₀⟩|", "||W − W₀||_F", "||P⊥(W − W₀)||_F")):
     ax.axhline(radius, color="k", ls=":", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="step t", ylabel=m)
     ax.grid(alpha=0.3, which="both")
   axes[0].legend(fontsize=7)
-  fig.suptitle(f"Fig 1d: trajectories (n={max(cfg['dims'])}, λ={min(cfg['curvatures']):g}, seed 0, "
-               f"paper lr; dotted = R; frozen after the structural escape)")
+  fig.suptitle(
+    f"Fig 1d: trajectories (n={max(cfg['dims'])}, λ={min(cfg['curvatures']):g}, seed 0, "
+    f"paper lr; dotted = R; frozen after the structural escape)"
+  )
   fig.tight_layout()
   return fig
 
@@ -241,9 +299,14 @@ def figures(results: dict) -> dict:
     out["fig5b_noise_vs_dimension"] = noise_vs_dimension(results)
   if "muon" in cfg["optimizers"] and len(cfg["curvatures"]) > 1:
     noise = "standard" if "standard" in cfg["noises"] else cfg["noises"][0]
-    out["fig1b_muon_vs_curvature"] = vs_curvature(results, [noise], cfg["dims"],
-                                                      "Fig 1b: Muon τ vs λ")
+    out["fig1b_muon_vs_curvature"] = vs_curvature(
+      results, [noise], cfg["dims"], "Fig 1b: Muon τ vs λ"
+    )
     if len(cfg["noises"]) > 1:
       out["fig5a_noise_vs_curvature"] = vs_curvature(
-          results, cfg["noises"], [min(cfg["dims"])], f"Fig 5a: noise modalities at n={min(cfg['dims'])}")
+        results,
+        cfg["noises"],
+        [min(cfg["dims"])],
+        f"Fig 5a: noise modalities at n={min(cfg['dims'])}",
+      )
   return out

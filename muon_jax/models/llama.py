@@ -43,16 +43,17 @@ ATTENTION_IMPLEMENTATIONS = {"xla": "xla", "cudnn": "cudnn", "auto": None}
 # recomputed; "dots_no_batch": only matmuls without batch dimensions kept
 # (the projections), the attention score/value products recomputed.
 REMAT_POLICIES = {
-    "none": None,
-    "block": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_saveable,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "none": None,
+  "block": jax.checkpoint_policies.nothing_saveable,
+  "dots": jax.checkpoint_policies.dots_saveable,
+  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
   """Architecture, dtypes and execution options. `dtype` is the compute dtype, `param_dtype` storage."""
+
   vocab_size: int = 32000
   hidden_size: int = 768
   intermediate_size: int = 3072
@@ -71,23 +72,40 @@ class LlamaConfig:
 
   def __post_init__(self):
     if self.attention not in ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f"attention={self.attention!r} is not allowed; choose from "
-                       f"{', '.join(ATTENTION_IMPLEMENTATIONS)}")
+      raise ValueError(
+        f"attention={self.attention!r} is not allowed; choose from "
+        f"{', '.join(ATTENTION_IMPLEMENTATIONS)}"
+      )
     if self.remat not in REMAT_POLICIES:
-      raise ValueError(f"remat={self.remat!r} is not allowed; choose from {', '.join(REMAT_POLICIES)}")
+      raise ValueError(
+        f"remat={self.remat!r} is not allowed; choose from {', '.join(REMAT_POLICIES)}"
+      )
     if self.attention == "cudnn" and self.dtype != "bfloat16":
-      raise ValueError(f"attention='cudnn' needs a bfloat16 compute dtype, got {self.dtype} "
-                       f"(cuDNN flash attention has no {self.dtype} kernel)")
-    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                 "num_kv_heads", "max_position_embeddings"):
+      raise ValueError(
+        f"attention='cudnn' needs a bfloat16 compute dtype, got {self.dtype} "
+        f"(cuDNN flash attention has no {self.dtype} kernel)"
+      )
+    for name in (
+      "vocab_size",
+      "hidden_size",
+      "intermediate_size",
+      "num_layers",
+      "num_heads",
+      "num_kv_heads",
+      "max_position_embeddings",
+    ):
       if getattr(self, name) < 1:
         raise ValueError(f"LlamaConfig.{name}={getattr(self, name)} must be >= 1")
     if self.num_heads % self.num_kv_heads:
-      raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
-                       f"num_kv_heads={self.num_kv_heads} (grouped-query attention)")
+      raise ValueError(
+        f"num_heads={self.num_heads} must be a multiple of "
+        f"num_kv_heads={self.num_kv_heads} (grouped-query attention)"
+      )
     if self.head_dim is None:
       if self.hidden_size % self.num_heads:
-        raise ValueError(f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}")
+        raise ValueError(
+          f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}"
+        )
       object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
     if self.head_dim % 2:
       raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
@@ -98,14 +116,23 @@ class LlamaConfig:
   def to_hf_config(self) -> dict:
     """The matching Hugging Face `LlamaConfig` dict (config.json)."""
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-        "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
-        "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-        "head_dim": self.head_dim, "rms_norm_eps": self.rms_norm_eps,
-        "rope_theta": self.rope_theta, "max_position_embeddings": self.max_position_embeddings,
-        "initializer_range": self.init_std, "hidden_act": "silu", "tie_word_embeddings": False,
-        "attention_bias": False, "mlp_bias": False,
+      "architectures": ["LlamaForCausalLM"],
+      "model_type": "llama",
+      "vocab_size": self.vocab_size,
+      "hidden_size": self.hidden_size,
+      "intermediate_size": self.intermediate_size,
+      "num_hidden_layers": self.num_layers,
+      "num_attention_heads": self.num_heads,
+      "num_key_value_heads": self.num_kv_heads,
+      "head_dim": self.head_dim,
+      "rms_norm_eps": self.rms_norm_eps,
+      "rope_theta": self.rope_theta,
+      "max_position_embeddings": self.max_position_embeddings,
+      "initializer_range": self.init_std,
+      "hidden_act": "silu",
+      "tie_word_embeddings": False,
+      "attention_bias": False,
+      "mlp_bias": False,
     }
 
   @classmethod
@@ -118,14 +145,18 @@ class LlamaConfig:
     if hf.get("attention_bias") or hf.get("mlp_bias"):
       raise ValueError("attention_bias / mlp_bias are not implemented")
     kw = {
-        "vocab_size": hf["vocab_size"], "hidden_size": hf["hidden_size"],
-        "intermediate_size": hf["intermediate_size"], "num_layers": hf["num_hidden_layers"],
-        "num_heads": hf["num_attention_heads"],
-        "num_kv_heads": hf.get("num_key_value_heads") or hf["num_attention_heads"],
-        "head_dim": hf.get("head_dim"), "rms_norm_eps": hf.get("rms_norm_eps", 1e-6),
-        "rope_theta": hf.get("rope_theta", 10000.0),
-        "max_position_embeddings": hf.get("max_position_embeddings", 2048),
-        "init_std": hf.get("initializer_range", 0.02)}
+      "vocab_size": hf["vocab_size"],
+      "hidden_size": hf["hidden_size"],
+      "intermediate_size": hf["intermediate_size"],
+      "num_layers": hf["num_hidden_layers"],
+      "num_heads": hf["num_attention_heads"],
+      "num_kv_heads": hf.get("num_key_value_heads") or hf["num_attention_heads"],
+      "head_dim": hf.get("head_dim"),
+      "rms_norm_eps": hf.get("rms_norm_eps", 1e-6),
+      "rope_theta": hf.get("rope_theta", 10000.0),
+      "max_position_embeddings": hf.get("max_position_embeddings", 2048),
+      "init_std": hf.get("initializer_range", 0.02),
+    }
     kw.update(overrides)
     return cls(**kw)
 
@@ -137,8 +168,15 @@ def llama_160m(**overrides) -> LlamaConfig:
 
 def tiny(**overrides) -> LlamaConfig:
   """CPU/test size. GQA on (4 query heads share 2 KV heads) so tests exercise it."""
-  kw = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 176, "num_layers": 2,
-        "num_heads": 4, "num_kv_heads": 2, "max_position_embeddings": 512}
+  kw = {
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 176,
+    "num_layers": 2,
+    "num_heads": 4,
+    "num_kv_heads": 2,
+    "max_position_embeddings": 512,
+  }
   kw.update(overrides)
   return LlamaConfig(**kw)
 
@@ -156,8 +194,10 @@ def check_attention_backend(attention: str, backend: str | None = None) -> None:
     return
   backend = backend or jax.default_backend()
   if backend != "gpu":
-    raise ValueError(f"attention='cudnn' needs an NVIDIA GPU with cuDNN; this backend is {backend} "
-                     f"(use attention='xla')")
+    raise ValueError(
+      f"attention='cudnn' needs an NVIDIA GPU with cuDNN; this backend is {backend} "
+      f"(use attention='xla')"
+    )
 
 
 def rope_cos_sin(positions_L: jax.Array, head_dim: int, theta: float):
@@ -192,8 +232,15 @@ class RMSNorm(nnx.Module):
 
 
 def _linear(cfg: LlamaConfig, din: int, dout: int, rngs: nnx.Rngs) -> nnx.Linear:
-  return nnx.Linear(din, dout, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                    kernel_init=nnx.initializers.normal(cfg.init_std), rngs=rngs)
+  return nnx.Linear(
+    din,
+    dout,
+    use_bias=False,
+    dtype=cfg.dtype,
+    param_dtype=cfg.param_dtype,
+    kernel_init=nnx.initializers.normal(cfg.init_std),
+    rngs=rngs,
+  )
 
 
 class Attention(nnx.Module):
@@ -216,8 +263,9 @@ class Attention(nnx.Module):
     q, k = apply_rope(q, cos_LxH, sin_LxH), apply_rope(k, cos_LxH, sin_LxH)
     # K/V heads are broadcast over query groups (GQA) inside; the XLA path
     # computes logits and softmax in f32 whatever the compute dtype.
-    out_BxLxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True,
-                                               implementation=self.implementation)
+    out_BxLxNxH = jax.nn.dot_product_attention(
+      q, k, v, is_causal=True, implementation=self.implementation
+    )
     return self.o_proj(out_BxLxNxH.reshape(b, l, self.num_heads * self.head_dim))
 
 
@@ -237,8 +285,9 @@ class Block(nnx.Module):
   """Pre-norm residual block: x + attn(norm(x)); x + mlp(norm(x))."""
 
   def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
-    norm = lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=cfg.dtype,
-                           param_dtype=cfg.param_dtype)
+    norm = lambda: RMSNorm(
+      cfg.hidden_size, cfg.rms_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype
+    )
     self.input_layernorm = norm()
     self.attn = Attention(cfg, rngs)
     self.post_attention_layernorm = norm()
@@ -255,12 +304,18 @@ class Llama(nnx.Module):
   def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
     check_attention_backend(config.attention)
     self.config = config
-    self.embed = nnx.Embed(config.vocab_size, config.hidden_size, dtype=config.dtype,
-                           param_dtype=config.param_dtype,
-                           embedding_init=nnx.initializers.normal(config.init_std), rngs=rngs)
+    self.embed = nnx.Embed(
+      config.vocab_size,
+      config.hidden_size,
+      dtype=config.dtype,
+      param_dtype=config.param_dtype,
+      embedding_init=nnx.initializers.normal(config.init_std),
+      rngs=rngs,
+    )
     self.layers = nnx.List([Block(config, rngs) for _ in range(config.num_layers)])
-    self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=config.dtype,
-                        param_dtype=config.param_dtype)
+    self.norm = RMSNorm(
+      config.hidden_size, config.rms_norm_eps, dtype=config.dtype, param_dtype=config.param_dtype
+    )
     self.lm_head = _linear(config, config.hidden_size, config.vocab_size, rngs)
 
   def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
@@ -270,8 +325,9 @@ class Llama(nnx.Module):
     """The final-norm output (B, L, D) that `lm_head` maps to logits."""
     l = tokens_BxL.shape[1]
     if l > self.config.max_position_embeddings:
-      raise ValueError(f"sequence length {l} > max_position_embeddings "
-                       f"{self.config.max_position_embeddings}")
+      raise ValueError(
+        f"sequence length {l} > max_position_embeddings {self.config.max_position_embeddings}"
+      )
     cos, sin = rope_cos_sin(jnp.arange(l), self.config.head_dim, self.config.rope_theta)
     run_block = _run_block
     if self.config.remat != "none":
@@ -317,10 +373,13 @@ def flops_per_token(config: LlamaConfig, seq_len: int) -> float:
 # ---------------------------------------------------------------- HF loading
 
 _LAYER_MAP = {
-    "self_attn.q_proj": ("attn", "q_proj"), "self_attn.k_proj": ("attn", "k_proj"),
-    "self_attn.v_proj": ("attn", "v_proj"), "self_attn.o_proj": ("attn", "o_proj"),
-    "mlp.gate_proj": ("mlp", "gate_proj"), "mlp.up_proj": ("mlp", "up_proj"),
-    "mlp.down_proj": ("mlp", "down_proj"),
+  "self_attn.q_proj": ("attn", "q_proj"),
+  "self_attn.k_proj": ("attn", "k_proj"),
+  "self_attn.v_proj": ("attn", "v_proj"),
+  "self_attn.o_proj": ("attn", "o_proj"),
+  "mlp.gate_proj": ("mlp", "gate_proj"),
+  "mlp.up_proj": ("mlp", "up_proj"),
+  "mlp.down_proj": ("mlp", "down_proj"),
 }
 
 
@@ -339,16 +398,19 @@ def hf_to_pure_dict(config: LlamaConfig, state_dict: Mapping[str, np.ndarray]) -
 
   embed = get("model.embed_tokens.weight")
   out = {
-      "embed": {"embedding": embed},
-      "norm": {"scale": get("model.norm.weight")},
-      "lm_head": {"kernel": (sd.get("lm_head.weight", embed)).T},
-      "layers": {},
+    "embed": {"embedding": embed},
+    "norm": {"scale": get("model.norm.weight")},
+    "lm_head": {"kernel": (sd.get("lm_head.weight", embed)).T},
+    "layers": {},
   }
   for i in range(config.num_layers):
     pre = f"model.layers.{i}."
-    layer = {"attn": {}, "mlp": {},
-             "input_layernorm": {"scale": get(pre + "input_layernorm.weight")},
-             "post_attention_layernorm": {"scale": get(pre + "post_attention_layernorm.weight")}}
+    layer = {
+      "attn": {},
+      "mlp": {},
+      "input_layernorm": {"scale": get(pre + "input_layernorm.weight")},
+      "post_attention_layernorm": {"scale": get(pre + "post_attention_layernorm.weight")},
+    }
     for hf_name, (group, name) in _LAYER_MAP.items():
       layer[group][name] = {"kernel": get(pre + hf_name + ".weight").T}  # (out,in) -> (in,out)
     out["layers"][i] = layer
@@ -375,6 +437,7 @@ def from_hf_state_dict(config: LlamaConfig, state_dict: Mapping[str, np.ndarray]
 def load_safetensors_dir(path: str) -> dict:
   """All tensors of `path/*.safetensors` (single file or sharded) as NumPy arrays."""
   from safetensors import safe_open
+
   files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
   if not files:
     raise FileNotFoundError(f"no *.safetensors files in {path}")
