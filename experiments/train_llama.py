@@ -49,7 +49,7 @@ def main(argv):
     train.validate_config(cfg)
     cli.check_out_dir(cfg.out_dir)
     train.initialize_distributed(cfg)
-    summary = train.train(cfg)
+    summary = train.run(cfg)
   logging.info(
     "done: %s, final loss %s, out_dir %s", summary["status"], summary["final_loss"], cfg.out_dir
   )

@@ -140,7 +140,7 @@ def run(cfg: LandscapeConfig, out_dir: str, *, resume: bool = False) -> dict:
   run_dirs = []
   for opt, seed in runs:
     run_dir = os.path.join(out_dir, opt, f"seed{seed}")
-    summary = train_lib.train(train_config(cfg, opt, seed, run_dir, resume))
+    summary = train_lib.run(train_config(cfg, opt, seed, run_dir, resume))
     run_dirs.append(run_dir)
     progress.advance(
       1, f"{opt} seed {seed}: final loss {summary['final_loss']} ({summary['status']})"

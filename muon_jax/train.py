@@ -740,7 +740,7 @@ def _check_probe_target(cfg: TrainConfig, mcfg: llama.LlamaConfig) -> None:
     raise ValueError(f"probe_{e}") from None
 
 
-def train(cfg: TrainConfig) -> dict:
+def run(cfg: TrainConfig) -> dict:
   """Runs (or resumes) training; returns a JSON-able summary (also in out_dir/summary.json).
 
   Call `initialize_distributed(cfg)` first in every process of a

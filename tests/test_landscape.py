@@ -434,7 +434,7 @@ def test_training_with_and_without_probe_gives_identical_losses(tmp_path):
   runs = {}
   for name, kw in (("plain", {}), ("probed", dict(probe_steps=(2,), probe=probe_cfg))):
     out = str(tmp_path / name)
-    train_lib.train(train_lib.TrainConfig(out_dir=out, **base, **kw))
+    train_lib.run(train_lib.TrainConfig(out_dir=out, **base, **kw))
     runs[name] = out
   assert landscape.probe_done(runs["probed"], 2) and not landscape.probe_done(runs["plain"], 2)
   plain, probed = (train_lib.read_metrics(runs[n]) for n in ("plain", "probed"))

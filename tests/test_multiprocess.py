@@ -94,7 +94,7 @@ def test_two_processes_match_one_process_and_resume_exactly(tmp_path):
     num_devices=4,
     out_dir=str(tmp_path / "single"),
   )
-  tr.train(single)
+  tr.run(single)
   want = _losses(single.out_dir)
 
   full = tmp_path / "two"

@@ -90,7 +90,7 @@ def test_resume_policy():
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_loss_decreases(tmp_path, optimizer):
   cfg = dataclasses.replace(BASE, optimizer=optimizer, steps=30, out_dir=str(tmp_path))
-  s = tr.train(cfg)
+  s = tr.run(cfg)
   losses = _losses(tmp_path)
   assert s["status"] == "ok" and len(losses) == 30 and s["devices"] == 8
   assert losses[0] > np.log(200)  # near-uniform start over the 257-byte vocab
@@ -105,7 +105,7 @@ def test_pmap_matches_single_device(tmp_path):
     "single": {"num_devices": 1, "micro_batch": 4},
   }.items():
     cfg = dataclasses.replace(BASE, optimizer="muon", steps=3, out_dir=str(tmp_path / name), **kw)
-    s = tr.train(cfg)
+    s = tr.run(cfg)
     mngr = tr.checkpoint_manager(cfg.out_dir, 1)
     _graphdef, params = tr.init_params(tr.model_config(cfg, 257), jax.random.key(0))
     opt_state = tr.build_optimizer(cfg).init(params)
@@ -193,7 +193,7 @@ def _tensorboard_scalars(folder) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted_12(tmp_path_factory):
   out = tmp_path_factory.mktemp("ref12")
-  tr.train(dataclasses.replace(BASE, optimizer="muon", steps=12, out_dir=str(out)))
+  tr.run(dataclasses.replace(BASE, optimizer="muon", steps=12, out_dir=str(out)))
   return _losses(out)
 
 
@@ -264,7 +264,7 @@ def test_nonfinite_guard_skips_and_stops(tmp_path):
     num_devices=2,
     out_dir=str(tmp_path),
   )
-  s = tr.train(cfg)
+  s = tr.run(cfg)
   rows = tr.read_metrics(str(tmp_path))
   assert s["status"] == "stopped_nonfinite" and s["nonfinite_total"] == 2
   assert [r["finite"] for r in rows] == [True, False, False]
