@@ -140,7 +140,11 @@ def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
 @pytest.mark.parametrize(
   "args, message",
   [
-    (("--attention=cudnn",), "error: --attention='cudnn' needs an NVIDIA GPU"),
+    (
+      ("--attention=cudnn", "--compute_dtype=bfloat16"),
+      "error: --attention='cudnn' needs an NVIDIA GPU",
+    ),
+    (("--attention=cudnn",), "error: --attention='cudnn' needs a bfloat16 compute dtype"),
     (("--loss_chunk=-1",), "error: --loss_chunk=-1 is out of range"),
     (("--remat=all",), "error: --remat='all' is not allowed"),
     (("--sweep_micro_batches=4,0",), "error: --sweep_micro_batches=0 is out of range"),
