@@ -277,6 +277,11 @@ def test_sim_config_rejects_bad_values():
 # Experiment statistics on synthetic records (known answers, no simulation).
 
 
+def _results(cfg, recs):
+  """A results dict as `saddle.run` returns it, from synthetic cell records."""
+  return sd.resummarize({"config": sd.config_dict(cfg), "delta": 0.1, "cells": recs})
+
+
 def _record(opt, signal, n, lr, seed, tau, perp_frob, kappa=100.0, lam=0.1, noise="standard"):
   """A cell record: structural escape at `tau` (None: never), perp Frobenius at `perp_frob`."""
   steps = 1000
@@ -422,15 +427,7 @@ def test_claims_rows_follow_the_verdicts():
     for n in (8, 64)
     for s in range(5)
   ]
-  summary, stars = sd.summarize(cfg, recs), sd.tau_star(cfg, recs)
-  doc = {
-    "config": sd.config_dict(cfg),
-    "delta": 0.1,
-    "cells": recs,
-    "summary": summary,
-    "tau_star": stars,
-  }
-  rows = {r["id"]: r for r in sd.claims(doc)}
+  rows = {r["id"]: r for r in sd.claims(_results(cfg, recs))}
   a = rows["fig1a/incoherent/lam=0.1/structural"]
   assert (a["verdict"], a["reproduces"]) == ("dimension-free", True)
   b = rows["fig1b/incoherent/lam=0.1/structural"]
@@ -470,14 +467,7 @@ def test_fig1d_claim_fits_adamw_tau_against_curvature(depends_on_lam, verdict):
     for n in (8, 16)
     for s in range(6)
   ]
-  doc = {
-    "config": sd.config_dict(cfg),
-    "delta": 0.1,
-    "cells": recs,
-    "summary": sd.summarize(cfg, recs),
-    "tau_star": sd.tau_star(cfg, recs),
-  }
-  (row,) = [r for r in sd.claims(doc) if r["id"].startswith("fig1d")]
+  (row,) = [r for r in sd.claims(_results(cfg, recs)) if r["id"].startswith("fig1d")]
   assert row["id"] == "fig1d/incoherent" and row["verdict"] == verdict
   assert row["reproduces"] is (verdict == "holds")
 
@@ -531,14 +521,7 @@ def test_figures_follow_the_ablations_that_ran():
       for n in cfg.dims
       for s in range(4)
     ]
-    doc = {
-      "config": sd.config_dict(cfg),
-      "delta": 0.1,
-      "cells": recs,
-      "summary": sd.summarize(cfg, recs),
-      "tau_star": sd.tau_star(cfg, recs),
-    }
-    figs = figures.figures(doc)
+    figs = figures.figures(_results(cfg, recs))
     assert set(figs) == expected
     # The censored KM median (3 of 4 trapped at n = 16) is drawn hollow at the budget.
     ax = figs["fig1a_muon_vs_dimension"].axes[0]
