@@ -616,7 +616,12 @@ class SaddleConfig:
   kappas: tuple[float, ...] = field(
     (1.0, 100.0), "structural variance ratios kappa", low=1, high=1e8
   )
-  seeds: int = field(8, "seeds per cell", low=1, high=10000)
+  seeds: int = field(8, "seeds per (n, lam, kappa, lr) cell of the lr sweep", low=1, high=10000)
+  # The claim rows read the paper lr: more seeds there buy a decisive exponent
+  # CI (BUILD_NOTES power table) at a fraction of the cost of the whole sweep.
+  paper_lr_seeds: int = field(
+    32, "seeds at each optimizer's paper lr, where more than seeds", low=1, high=10000
+  )
   steps: int = field(1000, "step budget (censoring value)", low=1, high=10**7)
   optimizers: tuple[str, ...] = field(("muon", "adamw"), "optimizers", choices=OPTIMIZERS)
   # Muon's law is the same in both geometries (equivariance, rotation-invariant
@@ -705,8 +710,15 @@ def all_cells(cfg: SaddleConfig) -> list[dict]:
     for lam in cfg.curvatures
     for k in cfg.kappas
     for lr in cfg.lrs(o)
-    for s in range(cfg.seeds)
+    for s in range(seeds_at(cfg, o, lr))
   ]
+
+
+def seeds_at(cfg: SaddleConfig, optimizer: str, lr: float) -> int:
+  """Seeds of an (optimizer, lr) group: paper_lr_seeds at the paper lr if more, else seeds."""
+  if lr == paper_lr(cfg, optimizer):
+    return max(cfg.seeds, cfg.paper_lr_seeds)
+  return cfg.seeds
 
 
 def cell_id(c: dict) -> str:
@@ -729,7 +741,7 @@ def stream_index(cfg: SaddleConfig, c: dict) -> int:
     * len(cfg.kappas)
     + cfg.kappas.index(c["kappa"])
   ) * len(lrs) + lrs.index(c["lr"])
-  return (group + 1) * cfg.seeds + c["seed"]
+  return (group + 1) * max(cfg.seeds, cfg.paper_lr_seeds) + c["seed"]
 
 
 TRACE_POINTS = 200
@@ -906,11 +918,14 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
   exponent is `metrics.censored_exponent` on the structural taus of the runs
   at the chosen lr of each n; at an n where no lr qualifies, its runs enter
   censored at the budget (no learning rate wins the race within it: evidence
-  of growth). The CI is conditional on the chosen learning rates.
+  of growth). The CI is conditional on the chosen learning rates. Only the
+  first `seeds` seeds of every lr enter, so the lrs compete on equal sample
+  sizes (a minimum over noisier medians would favour the smaller groups).
   """
   groups: dict = {}
   for r in records:
-    groups.setdefault(tuple(r[k] for k in TAU_STAR_KEYS), []).append(r)
+    if r["seed"] < cfg.seeds:
+      groups.setdefault(tuple(r[k] for k in TAU_STAR_KEYS), []).append(r)
   out = []
   for key, rows in groups.items():
     entry = dict(zip(TAU_STAR_KEYS, key))
@@ -1195,7 +1210,8 @@ def claims(results: dict) -> list[dict]:
           row(
             f"{cid}/{signal}/lam={lam:g}/tau_star_{norm}",
             f"lr-optimal τ*(D): fastest structural escape among lrs winning the {norm} race "
-            f"(R⊥ = {cfg.perp_radius or cfg.radius:g}) with probability ≥ {cfg.success_level:g}; {where}",
+            f"(R⊥ = {cfg.perp_radius or cfg.radius:g}) with probability ≥ {cfg.success_level:g}, "
+            f"{cfg.seeds} seeds per lr and n; {where}",
             f"exponent {_ci_text(e)}; arg-min lr slope vs D "
             f"{'n/a' if e['lr_slope'] is None else format(e['lr_slope'], '+.2f')}{extra}",
             e["verdict"],
@@ -1212,7 +1228,7 @@ def claims(results: dict) -> list[dict]:
           )
           row(
             f"{cid}/{signal}/lam={lam:g}/{crit}",
-            f"{_CRITERION_TEXT[crit]} at lr {lr:g}; {where}",
+            f"{_CRITERION_TEXT[crit]} at lr {lr:g}, {seeds_at(cfg, opt, lr)} seeds per n; {where}",
             measured,
             e["verdict"],
             _reproduces(e["verdict"], _EXPECTED[cid]),
@@ -1284,7 +1300,9 @@ def claims(results: dict) -> list[dict]:
     for signal in cfg.signals:
       std = summary[("muon", signal, "standard", lam, kappa, lr)]["structural"]
       hv = summary[("muon", signal, heavy, lam, kappa, lr)]["structural"]
-      where = f"Muon lr {lr:g}, {signal}, λ={lam:g}, κ={kappa:g}"
+      where = (
+        f"Muon lr {lr:g}, {seeds_at(cfg, 'muon', lr)} seeds per n, {signal}, λ={lam:g}, κ={kappa:g}"
+      )
       first = _km_compare(hv["per_D"][0], std["per_D"][0])
       verdict = {"higher": "holds", "lower": "does not hold", "overlap": "inconclusive"}[first]
       row(

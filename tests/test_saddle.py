@@ -326,7 +326,10 @@ def test_tau_star_picks_the_fastest_race_winning_lr():
     for s in range(6):
       recs.append(_record("muon", "aligned", n, 0.1, s, 50 + s, None if n == 8 else 10))
       recs.append(_record("muon", "aligned", n, 0.01, s, 25 * n + s, None))
-  (star,) = sd.tau_star(cfg, recs)
+  # Extra paper-lr seeds beyond `seeds` stay out of tau*: counted, these race winners at
+  # lr 0.1, n = 16 would make it the fastest qualifying lr there.
+  extra = [_record("muon", "aligned", 16, 0.1, s, 50, None) for s in range(6, 32)]
+  (star,) = sd.tau_star(cfg, recs + extra)
   per_n = star["frobenius"]["per_n"]
   assert [p["lr"] for p in per_n] == [0.1, 0.01, 0.01]
   assert [p["tau_star"] for p in per_n] == [52.0, 402.0, 802.0]  # KM medians of 6 seeds.
@@ -374,13 +377,24 @@ def test_independent_draws_give_each_group_its_own_streams():
     "curvatures": (0.1, 0.01),
     "kappas": (1.0, 100.0),
     "seeds": 3,
+    "paper_lr_seeds": 5,
     "muon_lrs": (0.01, 0.1),
     "adamw_lrs": (0.001, 0.01),
     "signals": ("aligned",),
   }
   common = sd.SaddleConfig(**base)
   cells = [c for c in sd.all_cells(common) if c["signal"] == "aligned"]
-  assert {sd.stream_index(common, c) for c in cells} == {0, 1, 2}
+  # Muon's paper lr (0.02) is closest to 0.01 on this grid: 5 seeds there, 3 elsewhere.
+  assert {sd.stream_index(common, c) for c in cells} == set(range(5))
+  per_lr = {(c["optimizer"], c["lr"]): set() for c in cells}
+  for c in cells:
+    per_lr[(c["optimizer"], c["lr"])].add(c["seed"])
+  assert per_lr == {
+    ("muon", 0.01): set(range(5)),
+    ("muon", 0.1): set(range(3)),
+    ("adamw", 0.001): set(range(5)),
+    ("adamw", 0.01): set(range(3)),
+  }
   indep = sd.SaddleConfig(**base, independent_draws=True)
   assert len({sd.stream_index(indep, c) for c in cells}) == len(cells)
 

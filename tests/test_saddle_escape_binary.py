@@ -15,6 +15,7 @@ TINY = [
   "--curvatures=0.5",
   "--kappas=1,50",
   "--seeds=3",
+  "--paper_lr_seeds=5",
   "--steps=60",
   "--optimizers=muon",
   "--signals=aligned",
@@ -51,7 +52,9 @@ def full_run(tmp_path_factory):
 def test_full_run_writes_cells_statistics_claims_and_figures(full_run):
   out, doc = full_run
   assert doc["complete"] and doc["draws"] == "common" and doc["delta"] == 0.1
-  assert len(doc["cells"]) == 2 * 2 * 2 * 3  # dims x kappas x lrs x seeds
+  # dims x kappas x (3 seeds at lr 0.2 + 5 at the paper lr: 0.05 is the grid's closest to 0.02)
+  assert len(doc["cells"]) == 2 * 2 * (3 + 5)
+  assert {c["seed"] for c in doc["cells"] if c["lr"] == 0.05} == set(range(5))
   for c in doc["cells"]:
     assert c["D"] == c["n"] ** 2
     for m in ("structural", "definition1", "spectral", "perp_frobenius", "perp_spectral"):
@@ -83,7 +86,7 @@ def test_resume_after_kill_gives_the_same_json(full_run, tmp_path):
   results.atomic_write_json(str(tmp_path / "saddle_escape.json"), partial)
   proc = _run([*TINY, "--resume"], tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "saddle cells: 24/24" in proc.stderr
+  assert "saddle cells: 32/32" in proc.stderr
   assert _load(tmp_path / "saddle_escape.json") == doc
   # Resuming with other settings is refused before anything compiles.
   proc = _run([*TINY[:-1], "--n_boot=51", "--resume"], tmp_path)
