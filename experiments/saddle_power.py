@@ -2,9 +2,9 @@
 
   python -m experiments.saddle_power --results out/saddle_power/saddle_escape.json
 
-Reads a saddle_escape.json (any run; e.g. Muon at kappa = 100 with many seeds
-and n values), and for every group (optimizer, signal, noise, lam, kappa, lr)
-and criterion refits `metrics.censored_exponent` on the first k seeds and the
+Reads a saddle_escape.json (any run: the binary's, or a reproduce run's
+saddle/results.json), and for every group (optimizer, signal, noise, lam,
+kappa, lr) at each optimizer's paper lr (all lrs with --noonly_paper_lr) refits `metrics.censored_exponent` on the first k seeds and the
 smallest m n values (also the largest m), for every k in --seeds and m >= 2.
 Prints and writes saddle_power.json next to the results: the 95 % CI width
 and the verdict per (k, m).
@@ -20,6 +20,9 @@ flags.DEFINE_string("results", "out/saddle_power/saddle_escape.json", "A saddle_
 flags.DEFINE_list("seeds", ["4", "8", "16", "32"], "Seed counts k to subsample (first k seeds).")
 flags.DEFINE_string("criterion", "structural", "Criterion: structural, definition1 or spectral.")
 flags.DEFINE_integer("n_boot", 1000, "Bootstrap resamples per fit, in [0, 10^5].")
+flags.DEFINE_bool(
+  "only_paper_lr", True, "Only the groups at each optimizer's paper lr (the claim rows' groups)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -40,8 +43,11 @@ def main(argv):
     if FLAGS.n_boot < 0:
       raise ValueError(f"n_boot={FLAGS.n_boot} must be >= 0")
   crit = FLAGS.criterion
+  cfg = saddle.config_from_results(doc)
   groups: dict = {}
   for c in doc["cells"]:
+    if FLAGS.only_paper_lr and c["lr"] != saddle.paper_lr(cfg, c["optimizer"]):
+      continue
     groups.setdefault(tuple(c[k] for k in saddle.GROUP_KEYS), []).append(c)
   rows = []
   for key, cells in groups.items():
@@ -63,9 +69,9 @@ def main(argv):
             **dict(zip(saddle.GROUP_KEYS, key)),
             "seeds": k,
             "n_values": picked,
-            "exponent": fit["exponent"],
-            "ci": [lo, hi],
-            "width": hi - lo,
+            "exponent": saddle.json_bound(fit["exponent"]),
+            "ci": [saddle.json_bound(lo), saddle.json_bound(hi)],
+            "width": saddle.json_bound(hi - lo),
             "verdict": metrics.exponent_verdict(lo, hi),
           }
           rows.append(row)

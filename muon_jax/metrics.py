@@ -90,11 +90,12 @@ def exponent_verdict(ci_low: float, ci_high: float, *, delta: float = DIMENSION_
 
   "dimension-free" iff the CI lies inside [-delta, delta]; else "grows" iff it
   lies above 0; else "shrinks" iff it lies below 0; else "inconclusive" (this
-  includes a CI with a NaN end).
+  includes a CI with a NaN end). An end may be infinite: [0.3, inf] (runs
+  trapped at large D) "grows".
   """
   if not delta > 0:
     raise ValueError(f"delta must be > 0, got {delta}")
-  if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+  if np.isnan(ci_low) or np.isnan(ci_high):
     return "inconclusive"
   if ci_low > ci_high:
     raise ValueError(f"ci_low={ci_low} exceeds ci_high={ci_high}")
@@ -195,6 +196,23 @@ def kaplan_meier_median(tau, escaped, *, ci: float = 0.95) -> tuple[float, tuple
   return (float(reached[0]) if reached.size else float("inf")), (float(low), float(high))
 
 
+def _unbounded_slope(counts_BxN, members, escaped) -> np.ndarray:
+  """Per weighting: +-inf where the censored likelihood has no finite maximum, else nan.
+
+  That happens when every escape is at one D and every other D (all censored)
+  lies on one side of it: the slope runs to -inf when they are smaller (only
+  the largest D escapes: shrinks), to +inf when larger.
+  """
+  esc_BxK = np.stack([counts_BxN[:, idx] @ escaped[idx] > 0 for idx in members], axis=1)
+  k = np.arange(len(members))
+  single = esc_BxK.sum(axis=1) == 1
+  at = np.argmax(esc_BxK, axis=1)
+  out = np.full(counts_BxN.shape[0], np.nan)
+  out[single & (at == k[-1])] = -np.inf
+  out[single & (at == k[0])] = np.inf
+  return out
+
+
 def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95):
   """Exponent alpha of escape time tau ~ D^alpha with right-censored runs.
 
@@ -220,13 +238,16 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
     percentile CI, or the Wald CI when n_boot = 0), "ci_model" (Wald CI by
     the delta method; (nan, nan) without a proper maximum), "ci_method",
     "intercept", "log_sigma", "converged" (False when the likelihood has no
-    finite maximum, e.g. every run censored at one of two D values: the
-    exponent is then Newton's last iterate), "censored_frac",
+    finite maximum), "censored_frac",
     "per_D" (per D: runs, escaped fraction, `kaplan_meier_median` and its
     CI, inf where the survival curve never falls to 1/2),
     "escape_fraction_slope" (least-squares slope of the escaped fraction
     against log D) with "escape_fraction_slope_ci" from the same resamples,
-    and "n_boot".
+    and "n_boot". When every escape is at the largest (smallest) D and all
+    other D values are fully censored, the slope's likelihood has no finite
+    maximum: the exponent is -inf (+inf), and so is each such resample's. A
+    resample without any escape counts at +inf (trapped). The bootstrap CI
+    takes order statistics, so an infinite end stays infinite.
 
   References:
     Kaplan & Meier (1958), Nonparametric estimation from incomplete
@@ -292,14 +313,16 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
 
   theta, converged, info = _lognormal_aft_newton(x, y, e, np.ones((1, x.size)))
   p0, p1, r = theta[0]
-  alpha = p1 / r
+  unbounded = _unbounded_slope(np.ones((1, x.size)), members, e)[0]
+  alpha = unbounded if np.isinf(unbounded) else p1 / r
   jac = np.array([0.0, 1.0 / r, -p1 / r**2])
   try:
     se = float(np.sqrt(jac @ np.linalg.solve(info[0], jac)))
   except np.linalg.LinAlgError:
     se = float("nan")
   z = stats.norm.ppf(1 - q)
-  ok = bool(converged[0]) and bool(np.isfinite(se))  # the Wald CI needs a proper maximum.
+  # The Wald CI needs a proper maximum.
+  ok = bool(converged[0]) and bool(np.isfinite(se)) and bool(np.isfinite(alpha))
   out.update(
     exponent=float(alpha),
     intercept=float(p0 / r),
@@ -320,11 +343,18 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
   has_escape = (counts_BxN @ e) > 0
   boot_theta, _, _ = _lognormal_aft_newton(x, y, e, counts_BxN)
   # A resample without an escape has no fit: it counts at +inf (trapped)
-  # rather than being dropped. Without a finite maximum (every run censored
-  # at the top D of a two-D design, or tied times making s -> 0) Newton's last
-  # iterate carries the slope it is heading to.
-  boot_alpha = np.where(has_escape, boot_theta[:, 1] / boot_theta[:, 2], np.inf)
-  boot_ci = tuple(float(v) for v in np.quantile(boot_alpha, [q, 1 - q]))
+  # rather than being dropped. Tied times (s -> 0) leave Newton's last iterate,
+  # whose slope has converged.
+  boot_unbounded = _unbounded_slope(counts_BxN, members, e)
+  boot_alpha = np.where(
+    has_escape,
+    np.where(np.isinf(boot_unbounded), boot_unbounded, boot_theta[:, 1] / boot_theta[:, 2]),
+    np.inf,
+  )
+  boot_ci = (
+    float(np.quantile(boot_alpha, q, method="lower")),
+    float(np.quantile(boot_alpha, 1 - q, method="higher")),
+  )
   return {
     **out,
     "ci": boot_ci,

@@ -91,11 +91,17 @@ _SADDLE_PAPER_SCALE = {
   "seeds": 16,
   "steps": 3000,
 }
+# Fig 5's ablation in the paper's geometry (eq. 7, S = E_11), where the column
+# profile loads S's column; Muon at the paper lr.
 _NOISE_ABLATION = {
   "optimizers": ("muon",),
+  "signals": ("aligned",),
   "muon_lrs": (0.02,),
   "noises": ("standard", "heavy_tail", "student_t"),
 }
+# AdamW is not rotation-equivariant: its aligned geometry is a different
+# experiment (Muon's law is the same in both, so the CPU `saddle` runs it once).
+_ADAMW_ALIGNED = {"optimizers": ("adamw",), "signals": ("aligned",)}
 
 EXPERIMENTS = (
   # cpu: the binary's default (one geometry, one lambda: Fig 1d is reported
@@ -104,14 +110,23 @@ EXPERIMENTS = (
     "saddle",
     "Fig 1a-d",
     {"cpu": {}, "gpu": _SADDLE_PAPER_SCALE},
-    keep=lambda cid: not cid.startswith("fig5"),
+    keep=lambda cid: not cid.startswith(("fig5", "fig1c/aligned", "thm3/aligned")),
+  ),
+  _saddle_experiment(
+    "saddle_aligned",
+    "Fig 1c, Theorem 3 (S = E_11)",
+    {"cpu": _ADAMW_ALIGNED, "gpu": {**_SADDLE_PAPER_SCALE, **_ADAMW_ALIGNED}},
+    keep=lambda cid: cid.startswith(("fig1c/aligned", "thm3/aligned")),
   ),
   # Fig 5's noise ablation: Muon at the paper's lr (its Fig 1 rows are the
   # main saddle experiment's business).
   _saddle_experiment(
     "saddle_noise",
     "Fig 5a-b",
-    {"cpu": _NOISE_ABLATION, "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION}},
+    {
+      "cpu": _NOISE_ABLATION,
+      "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION, "signals": ("aligned", "incoherent")},
+    },
     keep=lambda cid: cid.startswith("fig5"),
   ),
   Experiment(

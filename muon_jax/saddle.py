@@ -46,7 +46,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from muon_jax import metrics
+from muon_jax import metrics, stats
 from muon_jax.config import field
 from muon_jax.transform import muon
 
@@ -593,6 +593,10 @@ UNTESTABLE_REASON = (
   "coordinate-separable optimizer with S = E_11: W_11 evolves as a 1-D process "
   "whose law does not depend on n"
 )
+LINEAR_UNTESTABLE_REASON = (
+  "linear optimizer (SGD) under Gaussian noise: <S, W> is a 1-D process driven by <S, N> ~ "
+  "N(0, kappa sigma^2) in either geometry, whose law does not depend on n"
+)
 PAPER_LR = {"muon": 0.02, "adamw": 1e-3, "sgd": 1e-2}  # App 11.1.
 
 
@@ -834,13 +838,33 @@ def _finite(x):
   return float(x) if np.isfinite(x) else None
 
 
+def json_bound(x):
+  """JSON form of an exponent or CI end: a float, "inf" / "-inf" when unbounded, None for nan."""
+  if np.isnan(x):
+    return None
+  return float(x) if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def bound_value(v) -> float:
+  """Inverse of `json_bound`: the JSON value as a float (nan for None)."""
+  return float("nan") if v is None else float(v)
+
+
+def exponent_text(e: dict) -> str:
+  """An exponent entry's value: '+0.12', '-inf' / 'inf' (no finite maximum) or 'no fit'."""
+  if e["exponent"] is None:
+    return "no fit"
+  return e["exponent"] if isinstance(e["exponent"], str) else f"{e['exponent']:+.2f}"
+
+
 def _exponent_entry(fit: dict) -> dict:
   """The JSON part of a `metrics.censored_exponent` result, with its verdict."""
   ci = fit["ci"]
   return {
-    "exponent": _finite(fit["exponent"]),
-    "ci": [_finite(ci[0]), _finite(ci[1])],
+    "exponent": json_bound(fit["exponent"]),
+    "ci": [json_bound(ci[0]), json_bound(ci[1])],
     "ci_method": fit["ci_method"],
+    "converged": fit["converged"],
     "verdict": metrics.exponent_verdict(*ci),
     "censored_frac": fit["censored_frac"],
     "escape_fraction_slope": _finite(fit["escape_fraction_slope"]),
@@ -858,10 +882,14 @@ def _exponent_entry(fit: dict) -> dict:
   }
 
 
-def untestable_reason(optimizer: str, signal: str, criterion: str) -> str | None:
+def untestable_reason(optimizer: str, signal: str, noise: str, criterion: str) -> str | None:
   """Why a group cannot test a dimension claim by construction, or None."""
-  if optimizer in SEPARABLE and signal == "aligned" and criterion == "structural":
+  if criterion != "structural":
+    return None
+  if optimizer in SEPARABLE and signal == "aligned":
     return UNTESTABLE_REASON
+  if optimizer == "sgd" and noise == "standard":
+    return LINEAR_UNTESTABLE_REASON
   return None
 
 
@@ -886,7 +914,7 @@ def summarize(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
       fit = _exponent_entry(
         metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed)
       )
-      reason = untestable_reason(entry["optimizer"], entry["signal"], crit)
+      reason = untestable_reason(entry["optimizer"], entry["signal"], entry["noise"], crit)
       if reason:
         fit.update(verdict="untestable", reason=reason)
       entry[crit] = fit
@@ -1127,17 +1155,17 @@ _CRITERION_TEXT = {
 def _ci_text(e: dict) -> str:
   if e["exponent"] is None:
     return f"no finite fit ({e['censored_frac']:.0%} censored)"
-  lo, hi = (
-    ("-inf" if v is None and i == 0 else "inf" if v is None else f"{v:+.2f}")
-    for i, v in enumerate(e["ci"])
+  lo, hi = (v if isinstance(v, str) else f"{v:+.2f}" for v in e["ci"])
+  slope, (s_lo, s_hi) = e["escape_fraction_slope"], e["escape_fraction_slope_ci"]
+  fraction = (
+    f"; escaped fraction slope vs log D {slope:+.2f} [{s_lo:+.2f}, {s_hi:+.2f}]"
+    if e["censored_frac"] > 0 and s_lo is not None and s_hi is not None
+    else ""
   )
-  return f"{e['exponent']:+.2f} [{lo}, {hi}] ({e['censored_frac']:.0%} censored)"
-
-
-def _reproduces(verdict: str, expected: str):
-  if verdict in ("inconclusive", "untestable"):
-    return None
-  return verdict == expected
+  unbounded = (
+    " (no finite maximum: escapes at one D only)" if isinstance(e["exponent"], str) else ""
+  )
+  return f"{exponent_text(e)}{unbounded} [{lo}, {hi}] ({e['censored_frac']:.0%} censored{fraction})"
 
 
 def _km_compare(a: dict, b: dict) -> str:
@@ -1203,7 +1231,7 @@ def claims(results: dict) -> list[dict]:
         for norm in RACE_NORMS:
           e = star[norm]
           extra = (
-            f"; CI contains 1: {e['ci'][0] is not None and e['ci'][0] <= 1 <= (e['ci'][1] or 1e9)}"
+            f"; CI contains 1: {bound_value(e['ci'][0]) <= 1 <= bound_value(e['ci'][1])}"
             if cid in ("fig1c", "thm3")
             else ""
           )
@@ -1215,7 +1243,7 @@ def claims(results: dict) -> list[dict]:
             f"exponent {_ci_text(e)}; arg-min lr slope vs D "
             f"{'n/a' if e['lr_slope'] is None else format(e['lr_slope'], '+.2f')}{extra}",
             e["verdict"],
-            _reproduces(e["verdict"], _EXPECTED[cid]),
+            stats.reproduces(e["verdict"], _EXPECTED[cid]),
             "tau_star.png",
           )
         group = summary[(opt, signal, noise, lam, kappa, lr)]
@@ -1231,7 +1259,7 @@ def claims(results: dict) -> list[dict]:
             f"{_CRITERION_TEXT[crit]} at lr {lr:g}, {seeds_at(cfg, opt, lr)} seeds per n; {where}",
             measured,
             e["verdict"],
-            _reproduces(e["verdict"], _EXPECTED[cid]),
+            stats.reproduces(e["verdict"], _EXPECTED[cid]),
             figure,
           )
   if "adamw" in cfg.optimizers and len(cfg.curvatures) >= 2:
@@ -1319,8 +1347,7 @@ def claims(results: dict) -> list[dict]:
       elif (
         first == "higher"
         and gap[-1] == "higher"
-        and hv["exponent"] is not None
-        and (std["exponent"] is not None and hv["exponent"] >= std["exponent"])
+        and bound_value(hv["exponent"]) >= bound_value(std["exponent"])
       ):
         verdict = "does not hold"
       else:

@@ -65,7 +65,7 @@ def difference_verdict(ci_low: float, ci_high: float, *, direction: str) -> str:
 
 
 def reproduces(verdict: str, expected: str) -> bool | None:
-  """True when `verdict` is the paper's `expected` one, None when inconclusive."""
-  if verdict == "inconclusive":
+  """True when `verdict` is the paper's `expected` one, None when inconclusive or untestable."""
+  if verdict in ("inconclusive", "untestable"):
     return None
   return verdict == expected

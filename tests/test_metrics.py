@@ -163,6 +163,41 @@ def test_trapped_at_large_dimension_is_growth():
   assert fit["escape_fraction_slope"] < 0 and fit["escape_fraction_slope_ci"][1] < 0
 
 
+def test_escapes_at_one_dimension_only_have_an_unbounded_exponent():
+  # Escapes only at the largest D (all smaller D trapped): the slope's likelihood has
+  # no finite maximum, it runs to -inf; only at the smallest D: +inf. Newton's last
+  # iterate (a finite, narrow, meaningless number) must not be reported.
+  d = np.repeat(DIMS, 8).astype(np.float64)
+  tau = np.where(d == DIMS[-1], 50.0 + np.arange(d.size) % 8, 1000.0)
+  fit = metrics.censored_exponent(d, tau, d == DIMS[-1], n_boot=200)
+  assert fit["exponent"] == -np.inf and not fit["converged"]
+  assert fit["ci"] == (-np.inf, -np.inf) and metrics.exponent_verdict(*fit["ci"]) == "shrinks"
+  tau = np.where(d == DIMS[0], 50.0 + np.arange(d.size) % 8, 1000.0)
+  fit = metrics.censored_exponent(d, tau, d == DIMS[0], n_boot=200)
+  assert fit["exponent"] == np.inf and metrics.exponent_verdict(*fit["ci"]) == "grows"
+  # Escapes at one middle D: trapped on both sides, a finite maximum exists.
+  tau = np.where(d == DIMS[1], 50.0 + np.arange(d.size) % 8, 1000.0)
+  fit = metrics.censored_exponent(d, tau, d == DIMS[1], n_boot=0)
+  assert np.isfinite(fit["exponent"]) and fit["converged"]
+
+
+def test_mostly_trapped_resamples_keep_an_infinite_ci_end_and_the_verdict():
+  # Every run escapes at the smallest D, one in 8 at the middle D, none at the largest:
+  # the ~34 % of resamples that lose that one escape have an unbounded slope (+inf),
+  # so the CI's upper end is +inf (an interpolated quantile would be NaN, read as
+  # "inconclusive"), and the verdict is "grows".
+  d = np.repeat(DIMS, 8).astype(np.float64)
+  rng = np.random.default_rng(6)
+  escaped = d == DIMS[0]
+  tau = np.where(escaped, 100 * np.exp(0.1 * rng.standard_normal(d.size)), 2000.0)
+  one = np.flatnonzero(d == DIMS[1])[0]
+  escaped[one], tau[one] = True, 1900.0
+  fit = metrics.censored_exponent(d, tau, escaped, n_boot=500)
+  assert np.isfinite(fit["exponent"]) and fit["exponent"] > 0 and fit["converged"]
+  assert fit["ci"][1] == np.inf and fit["ci"][0] > 0
+  assert metrics.exponent_verdict(*fit["ci"]) == "grows"
+
+
 def test_censored_exponent_without_any_escape_is_inconclusive():
   d = np.repeat(DIMS, 4).astype(np.float64)
   fit = metrics.censored_exponent(d, np.full(d.size, 100.0), np.zeros(d.size, bool), n_boot=50)

@@ -354,7 +354,7 @@ def test_untestable_groups_are_labelled_and_tallied_apart():
   cfg = sd.SaddleConfig(dims=(8, 16), kappas=(100.0,), seeds=5, n_boot=50, steps=1000)
   recs = [
     _record(opt, signal, n, 0.01, s, 100 + s, None)
-    for opt in ("muon", "adamw")
+    for opt in ("muon", "adamw", "sgd")
     for signal in ("aligned", "incoherent")
     for n in (8, 16)
     for s in range(5)
@@ -363,6 +363,9 @@ def test_untestable_groups_are_labelled_and_tallied_apart():
   by = {(s["optimizer"], s["signal"]): s for s in summary}
   assert by[("adamw", "aligned")]["structural"]["verdict"] == "untestable"
   assert "coordinate-separable" in by[("adamw", "aligned")]["structural"]["reason"]
+  # SGD is linear and rotation-equivariant: untestable in the incoherent geometry too.
+  assert "linear optimizer" in by[("sgd", "incoherent")]["structural"]["reason"]
+  assert by[("sgd", "incoherent")]["spectral"]["verdict"] == "dimension-free"
   for key in (("muon", "aligned"), ("adamw", "incoherent")):
     assert by[key]["structural"]["verdict"] == "dimension-free"  # identical taus at both n.
   assert by[("adamw", "aligned")]["definition1"]["verdict"] == "dimension-free"

@@ -65,6 +65,10 @@ def _label(s: dict, keys) -> str:
   return " ".join(parts)
 
 
+def _alpha(e: dict) -> str:
+  return "no fit" if e["exponent"] is None else f"α={saddle.exponent_text(e)}"
+
+
 def vs_dimension(results: dict, optimizer: str, title: str):
   """KM median tau vs D, one panel per criterion, at the paper lr; escaped fraction below."""
   cfg = results["config"]
@@ -82,13 +86,7 @@ def vs_dimension(results: dict, optimizer: str, title: str):
   for col, crit in enumerate(saddle.ESCAPE_CRITERIA):
     for i, (s, style) in enumerate(zip(groups, _styles())):
       e = s[crit]
-      tag = (
-        "untestable"
-        if e["verdict"] == "untestable"
-        else f"α={e['exponent']:+.2f}"
-        if e["exponent"] is not None
-        else "no fit"
-      )
+      tag = "untestable" if e["verdict"] == "untestable" else _alpha(e)
       _km_series(
         axes[0, col],
         axes[1, col],
@@ -120,26 +118,23 @@ def saddle_criterion_title(crit: str) -> str:
 
 
 def race_success(results: dict):
-  """Best race-success probability over the lr grid vs D, per race norm."""
+  """Best race-success probability over the lr grid vs D, per race norm.
+
+  From the tau* entries: the same seeds per lr as tau*'s lr selection.
+  """
   fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-  keyed: dict = {}
-  for s in results["summary"]:
-    keyed.setdefault(tuple(s[k] for k in saddle.TAU_STAR_KEYS), []).append(s)
+  items = sorted(results["tau_star"], key=lambda s: str([s[k] for k in saddle.TAU_STAR_KEYS]))
   for ax, norm in zip(axes, saddle.RACE_NORMS):
-    items = sorted(keyed.items(), key=lambda kv: str(kv[0]))
-    for i, ((key, groups), style) in enumerate(zip(items, _styles())):
-      ds = [p["D"] for p in groups[0][f"race_{norm}"]]
-      best = [max(g[f"race_{norm}"][j]["success"] for g in groups) for j in range(len(ds))]
+    for i, (s, style) in enumerate(zip(items, _styles())):
+      per = s[norm]["per_n"]
       ax.plot(
-        _dodge(ds, i, len(items)),
-        best,
+        _dodge([p["D"] for p in per], i, len(items)),
+        [max(p["success_by_lr"].values()) for p in per],
         "-",
         color=style[0],
         marker=style[1],
         ms=6,
-        label=_label(
-          dict(zip(saddle.TAU_STAR_KEYS, key)), ("optimizer", "signal", "noise", "kappa", "lam")
-        ),
+        label=_label(s, ("optimizer", "signal", "noise", "kappa", "lam")),
       )
     ax.axhline(results["config"]["success_level"], color="gray", ls=":", lw=1)
     _finish(ax, None, "race-success probability (best lr)", log_y=False)
@@ -164,7 +159,7 @@ def tau_star(results: dict):
     for i, (s, (color, marker)) in enumerate(zip(results["tau_star"], _styles())):
       e, per = s[norm], s[norm]["per_n"]
       d = _dodge([p["D"] for p in per], i, k)
-      tag = f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit"
+      tag = _alpha(e)
       label = (
         f"{_label(s, ('optimizer', 'signal', 'noise', 'kappa', 'lam'))}: {e['verdict']} ({tag})"
       )
@@ -199,7 +194,7 @@ def noise_vs_dimension(results: dict):
   ]
   for i, (s, style) in enumerate(zip(groups, _styles())):
     e = s["structural"]
-    tag = f"α={e['exponent']:+.2f}" if e["exponent"] is not None else "no fit"
+    tag = _alpha(e)
     _km_series(
       axes[0],
       axes[1],
@@ -259,13 +254,15 @@ def trajectories(results: dict):
     tr = c["trajectory"]
     label = _label(c, ("optimizer", "signal", "noise", "kappa", "lr"))
     for ax, m in zip(axes, ("structural", "definition1", "perp_frobenius")):
+      # Series can coincide (Frobenius norms of kappa 1 and 100): a dash pattern
+      # and staggered markers per series keep each one visible.
       ax.plot(
         _dodge(tr["t"], i, len(cells)),
         tr[m],
-        "-",
+        ("-", "--", "-.", ":")[i % 4],
         color=color,
         marker=marker,
-        markevery=20,
+        markevery=(5 * i % 20, 20),
         ms=5,
         label=label,
       )
