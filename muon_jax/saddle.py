@@ -276,12 +276,18 @@ def find_momentum(opt_state, shape) -> jax.Array | None:
   return found[0] if found else None
 
 
-def top_singular_pair(m: jax.Array, v0: jax.Array, iters: int):
-  """(u1, v1) of the (n, n) matrix m by `iters` power iterations from v0."""
+def _power_iterate(m: jax.Array, v0: jax.Array, iters: int) -> jax.Array:
+  """The right singular vector estimate after `iters` power iterations on m^T m from v0."""
   v = v0
   for _ in range(iters):
     v = m.T @ (m @ v)
     v = v / (jnp.linalg.norm(v) + 1e-30)
+  return v
+
+
+def top_singular_pair(m: jax.Array, v0: jax.Array, iters: int):
+  """(u1, v1) of the (n, n) matrix m by `iters` power iterations from v0."""
+  v = _power_iterate(m, v0, iters)
   u = m @ v
   return u / (jnp.linalg.norm(u) + 1e-30), v
 
@@ -292,10 +298,7 @@ def top_singular_value(m: jax.Array, v0: jax.Array, iters: int):
   Warm-started every step from the previous v, it tracks the top singular
   value of a slowly changing matrix.
   """
-  v = v0
-  for _ in range(iters):
-    v = m.T @ (m @ v)
-    v = v / (jnp.linalg.norm(v) + 1e-30)
+  v = _power_iterate(m, v0, iters)
   return jnp.linalg.norm(m @ v), v
 
 
