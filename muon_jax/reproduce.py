@@ -66,8 +66,8 @@ class Experiment:
   refresh: Callable[[dict], dict] = lambda res: res
 
 
-def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str], bool]):
-  """A saddle-escape experiment whose claim rows are those with ids `keep` accepts."""
+def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str, Any], bool]):
+  """A saddle-escape experiment whose claim rows are those `keep(id, config)` accepts."""
   return Experiment(
     name=name,
     paper=paper,
@@ -76,7 +76,9 @@ def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str]
     run=lambda cfg, work_dir, resume: saddle.run(
       cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume
     ),
-    claims=lambda res: [c for c in saddle.claims(res) if keep(c["id"])],
+    claims=lambda res: [
+      c for c in saddle.claims(res) if keep(c["id"], saddle.config_from_results(res))
+    ],
     figures=saddle_figures.figures,
     summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
     check=config_lib.check,
@@ -110,16 +112,17 @@ EXPERIMENTS = (
     "saddle",
     "Fig 1a-d",
     {"cpu": {}, "gpu": _SADDLE_PAPER_SCALE},
-    keep=lambda cid: not cid.startswith(("fig5", "fig1c/aligned", "thm3/aligned")),
+    keep=lambda cid, cfg: not cid.startswith(("fig5", "fig1c/aligned", "thm3/aligned")),
   ),
   _saddle_experiment(
     "saddle_aligned",
     "Fig 1c, Theorem 3 (S = E_11)",
     {"cpu": _ADAMW_ALIGNED, "gpu": {**_SADDLE_PAPER_SCALE, **_ADAMW_ALIGNED}},
-    keep=lambda cid: cid.startswith(("fig1c/aligned", "thm3/aligned")),
+    keep=lambda cid, cfg: cid.startswith(("fig1c/aligned", "thm3/aligned")),
   ),
-  # Fig 5's noise ablation: Muon at the paper's lr (its Fig 1 rows are the
-  # main saddle experiment's business).
+  # Fig 5's noise ablation: Muon at the paper's lr. Where `saddle` runs no
+  # aligned geometry (cpu), its standard-noise group is also Fig 1a/1b in the
+  # paper's geometry (no tau* rows: one lr is no sweep).
   _saddle_experiment(
     "saddle_noise",
     "Fig 5a-b",
@@ -127,7 +130,14 @@ EXPERIMENTS = (
       "cpu": _NOISE_ABLATION,
       "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION, "signals": ("aligned", "incoherent")},
     },
-    keep=lambda cid: cid.startswith("fig5"),
+    keep=lambda cid, cfg: (
+      cid.startswith("fig5")
+      or (
+        cfg.signals == ("aligned",)
+        and cid.startswith(("fig1a/aligned", "fig1b/aligned"))
+        and "tau_star" not in cid
+      )
+    ),
   ),
   Experiment(
     name="polynomial",
