@@ -125,7 +125,7 @@ EXPERIMENTS = (
   # paper's geometry (no tau* rows: one lr is no sweep).
   _saddle_experiment(
     "saddle_noise",
-    "Fig 5a-b",
+    "Fig 5a-b (cpu: also Fig 1a-b with S = E_11)",
     {
       "cpu": _NOISE_ABLATION,
       "gpu": {**_SADDLE_PAPER_SCALE, **_NOISE_ABLATION, "signals": ("aligned", "incoherent")},
