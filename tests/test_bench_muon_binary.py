@@ -1,22 +1,12 @@
 """End-to-end run of experiments.bench_muon at tiny size (numbers are not asserted as speed)."""
 
 import json
-import os
-import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from binaries import run_module
 
 
 def _run(*args):
-  return subprocess.run(
-    [sys.executable, "-m", "experiments.bench_muon", *args],
-    check=False,
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  return run_module("experiments.bench_muon", *args, timeout=300)
 
 
 def test_bench_muon_writes_json_with_matching_numerics(tmp_path):

@@ -2,12 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
+from binaries import run_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
   "--dims=12,20",
   "--kappas=10,1000",
@@ -21,15 +19,7 @@ TINY = [
 
 
 def _run(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run(
-    [sys.executable, "-m", "experiments.matrix_factorization", *args],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+  return run_module("experiments.matrix_factorization", *args)
 
 
 def test_tiny_run_then_resume(tmp_path):

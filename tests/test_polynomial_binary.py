@@ -1,16 +1,13 @@
 """End-to-end run of `python -m experiments.polynomial` at tiny size, and bad flags."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from binaries import run_module
 
 from muon_jax import theory as T
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
   "--presets=kimi,dion",
   "--grid=20001",
@@ -27,15 +24,7 @@ TINY = [
 
 
 def _run(args, tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-  return subprocess.run(
-    [sys.executable, "-m", "experiments.polynomial", f"--out_dir={tmp_path}", *args],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  return run_module("experiments.polynomial", f"--out_dir={tmp_path}", *args, timeout=300)
 
 
 def test_binary_writes_lemma_keys_and_figures(tmp_path):

@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from binaries import error_lines, run_module
 
 from muon_jax import results
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
   "--dims=4,6",
   "--curvatures=0.5",
@@ -26,14 +24,7 @@ TINY = [
 
 
 def _run(args, out_dir):
-  return subprocess.run(
-    [sys.executable, "-m", "experiments.saddle_escape", *args, f"--out_dir={out_dir}"],
-    check=False,
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+  return run_module("experiments.saddle_escape", *args, f"--out_dir={out_dir}")
 
 
 def _load(path):
@@ -107,6 +98,6 @@ def test_resume_after_kill_gives_the_same_json(full_run, tmp_path):
 def test_binary_bad_flag_is_one_line_exit_2(tmp_path, args, flag):
   proc = _run(args, tmp_path)
   assert proc.returncode == 2
-  lines = [ln for ln in proc.stderr.strip().splitlines() if "tpu" not in ln.lower()]
+  lines = error_lines(proc)
   assert len(lines) == 1 and lines[0].startswith("error: ") and flag in lines[0], proc.stderr
   assert not os.listdir(tmp_path)  # nothing ran, nothing written

@@ -2,15 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
+from binaries import error_lines, run_module
 
 from muon_jax import results
 from muon_jax import saddle as sd
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _doc():
@@ -37,14 +34,7 @@ def _doc():
 
 
 def _run(*args):
-  return subprocess.run(
-    [sys.executable, "-m", "experiments.saddle_power", "--n_boot=50", *args],
-    check=False,
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  return run_module("experiments.saddle_power", "--n_boot=50", *args, timeout=300)
 
 
 def test_power_rows_recover_the_exponent_at_the_paper_lr(tmp_path):
@@ -72,6 +62,6 @@ def test_bad_seed_count_is_one_line_exit_2(tmp_path):
   path = str(tmp_path / "saddle_escape.json")
   results.atomic_write_json(path, _doc())
   proc = _run(f"--results={path}", "--seeds=1,8")
-  lines = [ln for ln in proc.stderr.strip().splitlines() if "tpu" not in ln.lower()]
+  lines = error_lines(proc)
   assert proc.returncode == 2 and len(lines) == 1 and "--seeds" in lines[0], proc.stderr
   assert not os.path.exists(tmp_path / "saddle_power.json")
