@@ -12,6 +12,7 @@ and (--conv) a ResNet-18-like set of conv kernels, orthogonalized as
 
 import dataclasses
 import os
+import sys
 
 from absl import logging
 
@@ -130,6 +131,7 @@ def run(cfg: BenchMuonConfig):
   flops_standard = sum(ns_flops(s, method="standard") for s in shapes)
   peak = benchmarking.matmul_peak_gflops()
   result = {
+    "provenance": results.provenance(["python", "-m", "experiments.bench_muon", *sys.argv[1:]]),
     "device": jax.devices()[0].device_kind,
     "backend": jax.default_backend(),
     "matmul_precision": cfg.matmul_precision,

@@ -12,11 +12,7 @@ its committed summary.json.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
-import platform
-import shlex
-import subprocess
 import time
 from typing import Any, Callable, Optional
 
@@ -66,8 +62,13 @@ class Experiment:
   refresh: Callable[[dict], dict] = lambda res: res
 
 
-def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str, Any], bool]):
-  """A saddle-escape experiment whose claim rows are those `keep(id, config)` accepts."""
+def _saddle_experiment(
+  name: str, paper: str, scales: dict, keep: Callable[[str, Any], bool], id_suffix: str = ""
+):
+  """A saddle-escape experiment whose claim rows are those `keep(id, config)` accepts.
+
+  `id_suffix` keeps the ids of a variant apart from the main experiment's.
+  """
   return Experiment(
     name=name,
     paper=paper,
@@ -77,7 +78,9 @@ def _saddle_experiment(name: str, paper: str, scales: dict, keep: Callable[[str,
       cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume
     ),
     claims=lambda res: [
-      c for c in saddle.claims(res) if keep(c["id"], saddle.config_from_results(res))
+      {**c, "id": c["id"] + id_suffix}
+      for c in saddle.claims(res)
+      if keep(c["id"], saddle.config_from_results(res))
     ],
     figures=saddle_figures.figures,
     summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
@@ -104,6 +107,15 @@ _NOISE_ABLATION = {
 # AdamW is not rotation-equivariant: its aligned geometry is a different
 # experiment (Muon's law is the same in both, so the CPU `saddle` runs it once).
 _ADAMW_ALIGNED = {"optimizers": ("adamw",), "signals": ("aligned",)}
+# Fig 1a with three times the budget: at 1000 steps about half of Muon's kappa = 1
+# runs are censored and the two geometries (one law) disagree in verdict.
+_LONG_BUDGET = {
+  "optimizers": ("muon",),
+  "signals": ("aligned", "incoherent"),
+  "kappas": (1.0,),
+  "muon_lrs": (0.02,),
+  "steps": 3000,
+}
 
 EXPERIMENTS = (
   # cpu: the binary's default (one geometry, one lambda: Fig 1d is reported
@@ -119,6 +131,13 @@ EXPERIMENTS = (
     "Fig 1c, Theorem 3 (S = E_11)",
     {"cpu": _ADAMW_ALIGNED, "gpu": {**_SADDLE_PAPER_SCALE, **_ADAMW_ALIGNED}},
     keep=lambda cid, cfg: cid.startswith(("fig1c/aligned", "thm3/aligned")),
+  ),
+  _saddle_experiment(
+    "saddle_budget",
+    "Fig 1a (3000-step budget)",
+    {"cpu": _LONG_BUDGET, "gpu": _LONG_BUDGET},
+    keep=lambda cid, cfg: cid.startswith("fig1a/") and "tau_star" not in cid,
+    id_suffix="/steps=3000",
   ),
   # Fig 5's noise ablation: Muon at the paper's lr. Where `saddle` runs no
   # aligned geometry (cpu), its standard-noise group is also Fig 1a/1b in the
@@ -215,42 +234,6 @@ def experiment_config(experiment: Experiment, scale: str):
   return experiment.config_cls(**experiment.scales.get(scale, {}))
 
 
-def provenance(argv: list[str]) -> dict:
-  """Commit (and whether the tree is dirty), library versions, devices, command line."""
-  import jax
-
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-  def git(*args):
-    try:
-      return subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, timeout=30
-      ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-      return ""
-
-  versions = {"python": platform.python_version()}
-  for package in ("jax", "jaxlib", "optax", "flax", "numpy"):
-    try:
-      versions[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      versions[package] = None
-  devices = jax.devices()
-  return {
-    "commit": git("rev-parse", "HEAD") or None,
-    "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-    "versions": versions,
-    "device": {
-      "platform": devices[0].platform,
-      "kind": devices[0].device_kind,
-      "count": len(devices),
-    },
-    "cpu_count": os.cpu_count(),
-    "command": shlex.join(argv),
-    "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-  }
-
-
 def check_claims(claims: list[dict]) -> None:
   """Raises ValueError unless every claim dict has exactly the report's keys."""
   for claim in claims:
@@ -317,7 +300,7 @@ def run_all(
   previous = results.load_json(summary_path, {}) if resume else {}
   summary = {
     "scale": scale,
-    "provenance": provenance(argv),
+    "provenance": results.provenance(argv),
     "experiments": {
       name: exp
       for name, exp in previous.get("experiments", {}).items()

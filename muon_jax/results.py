@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
+import platform
+import shlex
+import subprocess
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -82,3 +87,39 @@ def save_figure(fig, path: str) -> None:
   fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
   plt.close(fig)
   atomic_write_bytes(path, buf.getvalue())
+
+
+def provenance(argv: list[str]) -> dict:
+  """Commit (and whether the tree is dirty), library versions, devices, command line."""
+  import jax
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def git(*args):
+    try:
+      return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=30
+      ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+      return ""
+
+  versions = {"python": platform.python_version()}
+  for package in ("jax", "jaxlib", "optax", "flax", "numpy"):
+    try:
+      versions[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      versions[package] = None
+  devices = jax.devices()
+  return {
+    "commit": git("rev-parse", "HEAD") or None,
+    "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    "versions": versions,
+    "device": {
+      "platform": devices[0].platform,
+      "kind": devices[0].device_kind,
+      "count": len(devices),
+    },
+    "cpu_count": os.cpu_count(),
+    "command": shlex.join(argv),
+    "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+  }

@@ -1229,7 +1229,7 @@ def claims(results: dict) -> list[dict]:
     lr = paper_lr(cfg, opt)
     for signal in cfg.signals:
       for lam in cfg.curvatures:
-        where = f"{signal}, {noise} noise, λ={lam:g}, κ={kappa:g}"
+        where = f"{signal}, {noise} noise, λ={lam:g}, κ={kappa:g}, {cfg.steps} steps"
         star = stars[(opt, signal, noise, lam, kappa)]
         for norm in RACE_NORMS:
           e = star[norm]

@@ -22,6 +22,12 @@ def test_bench_muon_writes_json_with_matching_numerics(tmp_path):
   assert proc.returncode == 0, proc.stderr
   result = json.loads((tmp_path / "bench_muon.json").read_text())
   assert result["num_matrices"] == 7
+  prov = result["provenance"]
+  assert (
+    prov["command"] == f"python -m experiments.bench_muon --layers=1 --hidden=32 "
+    f"--intermediate=96 --repeats=1 --nobf16 --conv_width=4 --out_dir={tmp_path}"
+  )
+  assert len(prov["commit"]) == 40 and prov["versions"]["optax"] and prov["device"]["count"] >= 1
   assert {"ours_s", "optax_s", "speedup_vs_optax"} <= set(result)
   assert result["rel_err_vs_optax"] < 1e-4 and result["rel_err_vs_standard_ns"] < 1e-4
   assert result["rel_err_compat_vs_optax_defaults"] < 1e-4
