@@ -65,6 +65,9 @@ def run(cfg: BenchMuonConfig):
   from muon_jax.transform import default_batching
   from muon_jax.newton_schulz import ns_flops
 
+  # Taken before anything runs: the tree as it was when the timing started.
+  provenance = results.provenance(["python", "-m", "experiments.bench_muon", *sys.argv[1:]])
+
   shapes = benchmarking.llama_hidden_shapes(cfg.hidden, cfg.intermediate, cfg.layers)
   key = jax.random.PRNGKey(0)
 
@@ -131,7 +134,7 @@ def run(cfg: BenchMuonConfig):
   flops_standard = sum(ns_flops(s, method="standard") for s in shapes)
   peak = benchmarking.matmul_peak_gflops()
   result = {
-    "provenance": results.provenance(["python", "-m", "experiments.bench_muon", *sys.argv[1:]]),
+    "provenance": provenance,
     "device": jax.devices()[0].device_kind,
     "backend": jax.default_backend(),
     "matmul_precision": cfg.matmul_precision,
