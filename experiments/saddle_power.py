@@ -1,11 +1,12 @@
 """CI width of the censoring-aware exponent against seeds and number of n values.
 
-  python -m experiments.saddle_power --results out/saddle_power/saddle_escape.json
+  python -m experiments.saddle_power --results results/cpu/saddle/results.json
 
 Reads a saddle_escape.json (any run: the binary's, or a reproduce run's
 saddle/results.json), and for every group (optimizer, signal, noise, lam,
-kappa, lr) at each optimizer's paper lr (all lrs with --noonly_paper_lr) refits `metrics.censored_exponent` on the first k seeds and the
-smallest m n values (also the largest m), for every k in --seeds and m >= 2.
+kappa, lr) at each optimizer's paper lr (all lrs with --noonly_paper_lr)
+refits `metrics.censored_exponent` on the first k seeds and the smallest m n
+values (also the largest m), for every k in --seeds and m >= 2.
 Prints and writes saddle_power.json next to the results: the 95 % CI width
 and the verdict per (k, m).
 """
@@ -16,7 +17,11 @@ from absl import flags, logging
 
 from experiments import cli
 
-flags.DEFINE_string("results", "out/saddle_power/saddle_escape.json", "A saddle_escape.json.")
+flags.DEFINE_string(
+  "results",
+  "results/cpu/saddle/results.json",
+  "A saddle_escape.json (default: the stored CPU run).",
+)
 flags.DEFINE_list("seeds", ["4", "8", "16", "32"], "Seed counts k to subsample (first k seeds).")
 flags.DEFINE_string("criterion", "structural", "Criterion: structural, definition1 or spectral.")
 flags.DEFINE_integer("n_boot", 1000, "Bootstrap resamples per fit, in [0, 10^5].")
