@@ -10,7 +10,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_module(
+  module: str, *args: str, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+  """Runs the module; `env` entries override the inherited environment."""
   return subprocess.run(
     [sys.executable, "-m", module, *args],
     check=False,
@@ -18,6 +21,7 @@ def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.Comple
     capture_output=True,
     text=True,
     timeout=timeout,
+    env=dict(os.environ, **(env or {})),
   )
 
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from binaries import run_module
 from flax import nnx
 
 from muon_jax import landscape
@@ -446,17 +447,7 @@ def test_training_with_and_without_probe_gives_identical_losses(tmp_path):
 
 
 def _run_binary(*args):
-  import subprocess
-  import sys
-
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return subprocess.run(
-    [sys.executable, "-m", "experiments.landscape", *args],
-    cwd=root,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  return run_module("experiments.landscape", *args, timeout=300)
 
 
 def test_binary_draws_from_existing_runs(tmp_path):

@@ -5,6 +5,7 @@ import os
 
 import matplotlib.pyplot as plt
 import pytest
+from binaries import run_module
 
 from muon_jax import config, reproduce, results
 
@@ -200,17 +201,9 @@ def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
   ],
 )
 def test_binary_bad_flags_are_one_line_errors(tmp_path, args, expect):
-  import subprocess
-  import sys
-
   out = tmp_path / "report"
-  proc = subprocess.run(
-    [sys.executable, "-m", "experiments.reproduce", f"--out_dir={out}", *args],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  proc = run_module(
+    "experiments.reproduce", f"--out_dir={out}", *args, timeout=300, env={"JAX_PLATFORMS": "cpu"}
   )
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith(expect) and len(proc.stderr.strip().splitlines()) == 1
