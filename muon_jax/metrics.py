@@ -201,15 +201,17 @@ def _unbounded_slope(counts_BxN, members, escaped) -> np.ndarray:
 
   That happens when every escape is at one D and every other D (all censored)
   lies on one side of it: the slope runs to -inf when they are smaller (only
-  the largest D escapes: shrinks), to +inf when larger.
+  the largest D escapes: shrinks), to +inf when larger. Without any escape
+  there is no fit; it counts at +inf (trapped) rather than being dropped,
+  which would bias a CI towards "no growth" exactly when runs are trapped.
   """
   esc_BxK = np.stack([counts_BxN[:, idx] @ escaped[idx] > 0 for idx in members], axis=1)
   k = np.arange(len(members))
-  single = esc_BxK.sum(axis=1) == 1
+  count = esc_BxK.sum(axis=1)
   at = np.argmax(esc_BxK, axis=1)
   out = np.full(counts_BxN.shape[0], np.nan)
-  out[single & (at == k[-1])] = -np.inf
-  out[single & (at == k[0])] = np.inf
+  out[(count == 1) & (at == k[-1])] = -np.inf
+  out[((count == 1) & (at == k[0])) | (count == 0)] = np.inf
   return out
 
 
@@ -340,16 +342,11 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
     np.add.at(counts_BxN, (np.arange(n_boot)[:, None], idx[picks]), 1.0)
   boot_frac = np.stack([counts_BxN[:, idx] @ e[idx] / idx.size for idx in members], axis=1)
   frac_slopes = np.polyfit(log_dims, boot_frac.T, 1)[0]
-  has_escape = (counts_BxN @ e) > 0
   boot_theta, _, _ = _lognormal_aft_newton(x, y, e, counts_BxN)
-  # A resample without an escape has no fit: it counts at +inf (trapped)
-  # rather than being dropped. Tied times (s -> 0) leave Newton's last iterate,
-  # whose slope has converged.
+  # Tied times (s -> 0) leave Newton's last iterate, whose slope has converged.
   boot_unbounded = _unbounded_slope(counts_BxN, members, e)
   boot_alpha = np.where(
-    has_escape,
-    np.where(np.isinf(boot_unbounded), boot_unbounded, boot_theta[:, 1] / boot_theta[:, 2]),
-    np.inf,
+    np.isinf(boot_unbounded), boot_unbounded, boot_theta[:, 1] / boot_theta[:, 2]
   )
   boot_ci = (
     float(np.quantile(boot_alpha, q, method="lower")),

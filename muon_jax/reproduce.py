@@ -69,6 +69,11 @@ def _saddle_experiment(
 
   `id_suffix` keeps the ids of a variant apart from the main experiment's.
   """
+
+  def claims(res):
+    cfg = saddle.config_from_results(res)
+    return [{**c, "id": c["id"] + id_suffix} for c in saddle.claims(res) if keep(c["id"], cfg)]
+
   return Experiment(
     name=name,
     paper=paper,
@@ -77,11 +82,7 @@ def _saddle_experiment(
     run=lambda cfg, work_dir, resume: saddle.run(
       cfg, checkpoint=os.path.join(work_dir, "cells.json"), resume=resume
     ),
-    claims=lambda res: [
-      {**c, "id": c["id"] + id_suffix}
-      for c in saddle.claims(res)
-      if keep(c["id"], saddle.config_from_results(res))
-    ],
+    claims=claims,
     figures=saddle_figures.figures,
     summary=lambda res: {k: v for k, v in res.items() if k != "cells"},
     check=config_lib.check,
