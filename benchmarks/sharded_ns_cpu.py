@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from muon_jax import benchmarking, sharded_muon
+from muon_jax.infra import benchmarking
+from muon_jax import sharded_muon
 
 from muon_jax import transform as muon_lib
 

@@ -17,8 +17,8 @@ import time
 from absl import flags, logging
 
 from experiments import cli
-from muon_jax import data
-from muon_jax.config import field
+from muon_jax.lm import data
+from muon_jax.infra.config import field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def main(argv):
 
 
 def run(cfg: BenchDataConfig):
-  from muon_jax import results
+  from muon_jax.infra import results
 
   cache = os.path.join(FLAGS.out_dir, "tokenizer_cache")
   specs = list(cfg.tokenizers)

@@ -17,7 +17,7 @@ import sys
 from absl import logging
 
 from experiments import cli
-from muon_jax.config import field
+from muon_jax.infra.config import field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,9 @@ def run(cfg: BenchMuonConfig):
   jax.config.update("jax_default_matmul_precision", cfg.matmul_precision)
 
   import muon_jax as mj
-  from muon_jax import benchmarking, compat, results
+  from muon_jax.infra import benchmarking
+  from muon_jax import compat
+  from muon_jax.infra import results
   from muon_jax.transform import default_batching
   from muon_jax.newton_schulz import ns_flops
 

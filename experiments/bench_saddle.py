@@ -2,7 +2,7 @@
 
   python -m experiments.bench_saddle --out_dir out/bench_saddle
 
-For each n, in one process and interleaved (muon_jax.benchmarking.median_times):
+For each n, in one process and interleaved (muon_jax.infra.benchmarking.median_times):
   grid:    `saddle.build_grid_fn` (Muon, every cell of a C-cell grid, `steps`
            steps, radius = inf so no cell exits early) -> cell-steps/s;
   loop:    the same cells one at a time, one jitted step per Python call
@@ -20,7 +20,7 @@ import os
 from absl import logging
 
 from experiments import cli
-from muon_jax.config import field
+from muon_jax.infra.config import field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,8 @@ def bench_one(
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from muon_jax import benchmarking, saddle
+  from muon_jax.infra import benchmarking
+  from muon_jax.paper import saddle
   from muon_jax.newton_schulz import ns_flops
 
   fn = saddle.make_optimizer("muon")
@@ -104,7 +105,7 @@ def bench_one(
 def main(argv):
   del argv
   import jax
-  from muon_jax import results
+  from muon_jax.infra import results
 
   with cli.flag_errors():
     cfg = cli.config_from_flags(BenchSaddleConfig)

@@ -14,7 +14,7 @@ interleaved in this process. --profile writes a jax.profiler trace
 batch per --sweep_remat policy and the largest micro batch within
 --memory_budget_gb. With several devices, --ns_shard_report compares replicated
 and sharded Newton-Schulz (FLOPs per device, Muon update and step time). The
-logic is `muon_jax.step_bench`; writes out_dir/bench_train.json.
+logic is `muon_jax.lm.step_bench`; writes out_dir/bench_train.json.
 """
 
 import os
@@ -22,7 +22,7 @@ import os
 from absl import flags
 
 from experiments import cli
-from muon_jax.step_bench import BenchTrainConfig
+from muon_jax.lm.step_bench import BenchTrainConfig
 
 cli.define_flags(BenchTrainConfig)
 flags.DEFINE_string("out_dir", "out/bench_train", "Where bench_train.json goes.")
@@ -82,12 +82,13 @@ def main(argv):
         cli.check_out_dir(cfg.profile)
       except ValueError as e:
         raise ValueError(str(e).replace("out_dir=", "profile=", 1)) from None
-    from muon_jax import step_bench, train
+    from muon_jax.lm import step_bench
+    from muon_jax.lm import trainer as train
 
     tcfg = step_bench.train_config(cfg)
     train.validate_config(tcfg)
     train.resolve_batching(tcfg)
-  from muon_jax import results
+  from muon_jax.infra import results
 
   out = step_bench.run(cfg, FLAGS.out_dir)
   results.atomic_write_json(os.path.join(FLAGS.out_dir, "bench_train.json"), out)

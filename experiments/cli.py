@@ -1,6 +1,6 @@
 """The one flag helper every binary uses.
 
-Flags are generated from a config dataclass built with `muon_jax.config.field`
+Flags are generated from a config dataclass built with `muon_jax.infra.config.field`
 (help = the field's doc, range and default), list-valued fields are parsed the
 same way everywhere (comma-separated), and every bad input -- absl's own parse
 errors, a `ValueError` naming a config field, an unusable output folder --
@@ -28,7 +28,7 @@ import tempfile
 
 from absl import app, flags
 
-from muon_jax import config as config_lib
+from muon_jax.infra import config as config_lib
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2
@@ -111,7 +111,7 @@ def write_results(out_dir: str, json_name: str, res: dict, figures: dict) -> str
 
   Prints one line per claim in res["claims"] and the JSON path; returns it.
   """
-  from muon_jax import results
+  from muon_jax.infra import results
 
   path = os.path.join(out_dir, json_name)
   results.atomic_write_json(path, res)

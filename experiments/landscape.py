@@ -4,7 +4,7 @@
   python -m experiments.landscape --run_dirs=runs/adamw,runs/muon    # draw existing runs
 
 Without --run_dirs, trains --seeds runs per optimizer with probes into
---out_dir/<optimizer>/seed<k>/ (muon_jax.landscape_experiment). Either way it
+--out_dir/<optimizer>/seed<k>/ (muon_jax.paper.landscape). Either way it
 writes to --out_dir: landscape.json (per-run metrics per probe step, the
 Muon - AdamW differences with CIs, claims), fig3_kinematics.png and
 fig4_surfaces.png.
@@ -13,8 +13,8 @@ fig4_surfaces.png.
 from absl import flags
 
 from experiments import cli
-from muon_jax import landscape_experiment as lx
-from muon_jax.figures import landscape as figures
+from muon_jax.paper import landscape as lx
+from muon_jax.paper.figures import landscape as figures
 
 FLAGS = cli.define_flags(lx.LandscapeConfig)
 flags.DEFINE_list(

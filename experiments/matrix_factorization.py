@@ -19,8 +19,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import flags  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from muon_jax import matrix_factorization as mf  # noqa: E402
-from muon_jax.figures import matrix_factorization as figures  # noqa: E402
+from muon_jax.paper import matrix_factorization as mf  # noqa: E402
+from muon_jax.paper.figures import matrix_factorization as figures  # noqa: E402
 
 FLAGS = cli.define_flags(mf.MatrixFactorizationConfig)
 flags.DEFINE_string("out_dir", "out/matrix_factorization", "Output folder.")

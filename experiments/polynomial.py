@@ -5,7 +5,7 @@
 Writes polynomial.json (keys named after the lemma: lemma2.delta0,
 lemma2.min_ratio_small, ..., lemma3.radius, sec10_1, lemma9, claims) and
 figures rho_<preset>.png, cobweb.png, robustness.png, bbp.png. All math lives
-in muon_jax.theory.
+in muon_jax.paper.theory.
 """
 
 import os
@@ -17,8 +17,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import flags  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from muon_jax import theory  # noqa: E402
-from muon_jax.figures import polynomial as figures  # noqa: E402
+from muon_jax.paper import theory  # noqa: E402
+from muon_jax.paper.figures import polynomial as figures  # noqa: E402
 
 FLAGS = cli.define_flags(theory.PolynomialConfig)
 flags.DEFINE_string("out_dir", "out/polynomial", "Where polynomial.json and the PNGs go.")

@@ -3,7 +3,7 @@
   python -m experiments.reproduce --scale=cpu --out_dir=results/cpu [--resume]
 
 cpu: the CPU defaults (11.5 minutes on 2 shared cores); gpu: paper-scale configs
-(see muon_jax.reproduce.EXPERIMENTS). Writes <out_dir>/REPORT.md, summary.json
+(see muon_jax.paper.reproduce.EXPERIMENTS). Writes <out_dir>/REPORT.md, summary.json
 and <out_dir>/<experiment>/ (figures, results.json, work files).
 """
 
@@ -15,7 +15,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import flags  # noqa: E402
 
 from experiments import cli  # noqa: E402
-from muon_jax import reproduce  # noqa: E402
+from muon_jax.paper import reproduce  # noqa: E402
 
 flags.DEFINE_enum("scale", "cpu", list(reproduce.SCALES), "Which configs to run.")
 flags.DEFINE_string("out_dir", "out/reproduce", "Report folder.")

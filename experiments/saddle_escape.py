@@ -3,11 +3,11 @@
   python -m experiments.saddle_escape --out_dir out/saddle_escape
   python -m experiments.saddle_escape --out_dir D --resume   # after a kill
 
-Maps flags to `muon_jax.saddle.SaddleConfig` (one flag per field; --helpfull
+Maps flags to `muon_jax.paper.saddle.SaddleConfig` (one flag per field; --helpfull
 lists ranges and defaults), runs `saddle.run` (saddle_escape.json rewritten
 atomically after every compiled group; --resume reuses its cells), then
 writes the results with the paper's claims (`saddle.claims`) and the figures
-of `muon_jax.figures.saddle`. Wall-clock numbers go to
+of `muon_jax.paper.figures.saddle`. Wall-clock numbers go to
 saddle_escape_timing.json so the results JSON is identical however the run
 was interrupted.
 """
@@ -18,7 +18,7 @@ import time
 from absl import flags
 
 from experiments import cli
-from muon_jax import saddle
+from muon_jax.paper import saddle
 
 FLAGS = cli.define_flags(saddle.SaddleConfig)
 flags.DEFINE_string("out_dir", "out/saddle_escape", "Output folder.")
@@ -33,8 +33,8 @@ TIMING = "saddle_escape_timing.json"
 
 
 def main(argv):
-  from muon_jax import results
-  from muon_jax.figures import saddle as saddle_figures
+  from muon_jax.infra import results
+  from muon_jax.paper.figures import saddle as saddle_figures
 
   path = os.path.join(FLAGS.out_dir, RESULT)
   with cli.flag_errors():

@@ -5,7 +5,7 @@
 Reads a saddle_escape.json (any run: the binary's, or a reproduce run's
 saddle/results.json), and for every group (optimizer, signal, noise, lam,
 kappa, lr) at each optimizer's paper lr (all lrs with --noonly_paper_lr)
-refits `metrics.censored_exponent` on the first k seeds and the smallest m n
+refits `stats.censored_exponent` on the first k seeds and the smallest m n
 values (also the largest m), for every k in --seeds and m >= 2.
 Prints and writes saddle_power.json next to the results: the 95 % CI width
 and the verdict per (k, m).
@@ -32,7 +32,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  from muon_jax import metrics, results, saddle
+  from muon_jax import stats
+  from muon_jax.infra import results
+  from muon_jax.paper import saddle
 
   with cli.flag_errors():
     if argv[1:]:
@@ -63,7 +65,7 @@ def main(argv):
           if side == "largest" and m == len(ns):
             continue
           sub = [c for c in cells if c["seed"] < k and c["n"] in picked]
-          fit = metrics.censored_exponent(
+          fit = stats.censored_exponent(
             [c["D"] for c in sub],
             [c[f"tau_{crit}"] for c in sub],
             [c[f"hit_{crit}"] for c in sub],
@@ -77,7 +79,7 @@ def main(argv):
             "exponent": saddle.json_bound(fit["exponent"]),
             "ci": [saddle.json_bound(lo), saddle.json_bound(hi)],
             "width": saddle.json_bound(hi - lo),
-            "verdict": metrics.exponent_verdict(lo, hi),
+            "verdict": stats.exponent_verdict(lo, hi),
           }
           rows.append(row)
           logging.info(
@@ -97,7 +99,7 @@ def main(argv):
     {
       "criterion": crit,
       "source": FLAGS.results,
-      "delta": metrics.DIMENSION_FREE_DELTA,
+      "delta": stats.DIMENSION_FREE_DELTA,
       "rows": rows,
     },
   )

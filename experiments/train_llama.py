@@ -22,8 +22,9 @@ continues from the latest checkpoint. Bad flags exit with status 2.
 from absl import logging
 
 from experiments import cli
-from muon_jax import landscape, train
-from muon_jax.train import TrainConfig
+from muon_jax.lm import landscape_probe as landscape
+from muon_jax.lm import trainer as train
+from muon_jax.lm.trainer import TrainConfig
 
 FLAGS = cli.define_flags(TrainConfig, exclude=("probe",))
 # The landscape probe's settings as --probe_<field> (paper App 12 defaults).

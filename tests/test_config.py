@@ -1,4 +1,4 @@
-"""Config dataclass fields (muon_jax.config) and the shared flag helper (experiments.cli)."""
+"""Config dataclass fields (muon_jax.infra.config) and the shared flag helper (experiments.cli)."""
 
 import dataclasses
 import os
@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from muon_jax import config, results
+from muon_jax.infra import config
+from muon_jax.infra import results
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,7 @@ def test_check_accepts_defaults_and_describe_states_range():
 DEMO = textwrap.dedent("""
     import dataclasses
     from experiments import cli
-    from muon_jax import config
+    from muon_jax.infra import config
     @dataclasses.dataclass(frozen=True)
     class DemoConfig:
       dims: tuple[int, ...] = config.field((32, 64), "matrix sides n", low=2, high=16384)

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from muon_jax import data
+from muon_jax.lm import data
 
 
 def _real_docs():

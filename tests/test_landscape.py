@@ -1,4 +1,4 @@
-"""Tests for muon_jax.landscape: the App 12 probe against analytic surfaces."""
+"""Tests for muon_jax.lm.landscape_probe: the App 12 probe against analytic surfaces."""
 
 import json
 import os
@@ -10,8 +10,8 @@ import pytest
 from binaries import run_module
 from flax import nnx
 
-from muon_jax import landscape
-from muon_jax.landscape import ProbeConfig
+from muon_jax.lm import landscape_probe as landscape
+from muon_jax.lm.landscape_probe import ProbeConfig
 
 M, N = 6, 4  # target kernel shape (in, out)
 
@@ -330,7 +330,7 @@ def _fake_probe(step, er, spike, center, g=3):
 
 def _write_runs(root, per_optimizer):
   """Run folders with probe files and summary.json: {opt: [[probe, ...] per seed]}."""
-  from muon_jax import results
+  from muon_jax.infra import results
 
   dirs = []
   for opt, seeds in per_optimizer.items():
@@ -357,7 +357,7 @@ SEEDED = {
 
 
 def test_comparison_pairs_seeds_and_judges_by_ci(tmp_path):
-  from muon_jax import landscape_experiment as lx
+  from muon_jax.paper import landscape as lx
   from muon_jax import stats
 
   res = lx.collect(_write_runs(tmp_path, SEEDED))
@@ -385,7 +385,7 @@ def test_comparison_pairs_seeds_and_judges_by_ci(tmp_path):
 
 
 def test_claims_untestable_without_both_optimizers(tmp_path):
-  from muon_jax import landscape_experiment as lx
+  from muon_jax.paper import landscape as lx
 
   res = lx.collect(_write_runs(tmp_path, {"adamw": SEEDED["adamw"]}))
   assert not res["comparison"]["available"]
@@ -393,8 +393,8 @@ def test_claims_untestable_without_both_optimizers(tmp_path):
 
 
 def test_figures_plot_the_probe_numbers(tmp_path):
-  from muon_jax import landscape_experiment as lx
-  from muon_jax.figures import landscape as figures
+  from muon_jax.paper import landscape as lx
+  from muon_jax.paper.figures import landscape as figures
 
   res = lx.collect(_write_runs(tmp_path, SEEDED))
   figs = figures.figures(res)
@@ -416,7 +416,7 @@ def test_figures_plot_the_probe_numbers(tmp_path):
 
 
 def test_training_with_and_without_probe_gives_identical_losses(tmp_path):
-  from muon_jax import train as train_lib
+  from muon_jax.lm import trainer as train_lib
 
   probe_cfg = ProbeConfig(
     path="layers/1/mlp/down_proj", grad_batches=3, eval_batches=2, grid=3, chunk=4
@@ -451,7 +451,7 @@ def _run_binary(*args):
 
 
 def test_binary_draws_from_existing_runs(tmp_path):
-  from muon_jax import results
+  from muon_jax.infra import results
 
   dirs = _write_runs(tmp_path / "runs", SEEDED)
   out = tmp_path / "figs"

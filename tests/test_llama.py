@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import save_file
 
-from muon_jax.models import llama
+from muon_jax.lm import llama
 from muon_jax.transform import muon_labels
 
 

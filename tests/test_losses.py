@@ -9,9 +9,9 @@ import optax
 import pytest
 from flax import nnx
 
-from muon_jax import losses
-from muon_jax.data import ByteTokenizer
-from muon_jax.models import llama
+from muon_jax.lm import losses
+from muon_jax.lm.data import ByteTokenizer
+from muon_jax.lm import llama
 
 
 def _full_loss(model, batch):
@@ -90,7 +90,7 @@ def test_bad_chunk_is_rejected():
 
 
 def test_trainer_step_with_loss_chunk_and_remat_equals_the_default_step():
-  from muon_jax import train as tr
+  from muon_jax.lm import trainer as tr
 
   base = tr.TrainConfig(model="tiny", optimizer="adamw", seq_len=16, global_batch=2, micro_batch=2)
   vocab = ByteTokenizer.vocab_size

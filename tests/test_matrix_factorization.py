@@ -1,4 +1,4 @@
-"""Tests for muon_jax.matrix_factorization against NumPy references."""
+"""Tests for muon_jax.paper.matrix_factorization against NumPy references."""
 
 import dataclasses
 
@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from muon_jax import matrix_factorization as mf
-from muon_jax import metrics, results
+from muon_jax.paper import matrix_factorization as mf
+from muon_jax import stats
+from muon_jax.infra import results
 
 
 def test_target_spectrum_and_orthogonality():
@@ -52,12 +53,12 @@ def test_estimator_singular_values_and_effective_rank_of_known_spectra():
   n, r = 10, 6
   eye = {"u": jnp.eye(n, r), "v": jnp.eye(n, r)}
   np.testing.assert_allclose(mf.estimator_singular_values(eye), np.ones(r), atol=1e-6)
-  erank = float(metrics.effective_rank(mf.estimator_singular_values(eye)))
+  erank = float(stats.effective_rank(mf.estimator_singular_values(eye)))
   assert erank == pytest.approx(r, rel=1e-5)
   e1 = np.zeros((n, r), np.float32)
   e1[:, 0] = np.arange(1, n + 1)
   rank1 = {"u": jnp.asarray(e1), "v": jnp.asarray(e1[::-1].copy())}
-  erank = float(metrics.effective_rank(mf.estimator_singular_values(rank1)))
+  erank = float(stats.effective_rank(mf.estimator_singular_values(rank1)))
   assert erank == pytest.approx(1, abs=1e-4)
   # Graded factors like the asymmetric init: QR-core singular values match the
   # float64 SVD of the n x n product.
@@ -144,7 +145,7 @@ def test_record_steps_and_trace_layout():
   _, k_init, _ = mf.run_keys(0, 0, 8)
   init = mf.init_factors(k_init, 8, 4, cfg.active_rank, cfg.active_std, cfg.dormant_std)
   assert float(out["erank_R"][0]) == pytest.approx(
-    float(metrics.effective_rank(mf.estimator_singular_values(init))), rel=1e-5
+    float(stats.effective_rank(mf.estimator_singular_values(init))), rel=1e-5
   )
   assert np.isnan(out["batch_loss_R"][0]) and np.all(np.isfinite(out["batch_loss_R"][1:]))
   assert float(out["rel_loss_R"][-1]) < float(out["rel_loss_R"][0])
@@ -232,7 +233,7 @@ def test_summary_exponents_and_claims_follow_the_crossing_steps():
     c["id"]: c for c in mf.claims({"config": dataclasses.asdict(cfg), "summary": {"muon": s1}})
   }["fig2b"]
   fit = s1["exponent_vs_n"]
-  assert claim["verdict"] == metrics.exponent_verdict(fit["ci_low"], fit["ci_high"])
+  assert claim["verdict"] == stats.exponent_verdict(fit["ci_low"], fit["ci_high"])
   assert claim["reproduces"] is None
   assert by_id["fig2c"]["verdict"] == "holds"  # latest crossing step 7 <= 20
   assert by_id["fig2d"]["verdict"] == "dimension-free"
@@ -309,7 +310,7 @@ def test_run_is_resumable_and_refuses_other_settings(tmp_path):
 
 
 def test_figures_draw_every_unit():
-  from muon_jax.figures import matrix_factorization as mf_figures
+  from muon_jax.paper.figures import matrix_factorization as mf_figures
 
   cfg = mf.MatrixFactorizationConfig(
     dims=(6, 8), kappas=(10.0, 100.0), seeds=2, rank=4, batch=4, steps=6, dense_steps=6

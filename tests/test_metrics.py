@@ -1,11 +1,11 @@
-"""The project's verdict rule (muon_jax.metrics.exponent_verdict)."""
+"""The project's verdict rule (muon_jax.stats.exponent_verdict)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from muon_jax import metrics
+from muon_jax import stats
 
 
 @pytest.mark.parametrize(
@@ -22,19 +22,19 @@ from muon_jax import metrics
   ],
 )
 def test_exponent_verdict_order(ci, expected):
-  assert metrics.exponent_verdict(*ci) == expected
+  assert stats.exponent_verdict(*ci) == expected
 
 
 def test_exponent_verdict_delta_changes_the_band():
-  assert metrics.exponent_verdict(0.05, 0.15) == "grows"
-  assert metrics.exponent_verdict(0.05, 0.15, delta=0.2) == "dimension-free"
+  assert stats.exponent_verdict(0.05, 0.15) == "grows"
+  assert stats.exponent_verdict(0.05, 0.15, delta=0.2) == "dimension-free"
 
 
 def test_exponent_verdict_bad_input():
   with pytest.raises(ValueError, match="delta must be > 0"):
-    metrics.exponent_verdict(0.0, 0.1, delta=0.0)
+    stats.exponent_verdict(0.0, 0.1, delta=0.0)
   with pytest.raises(ValueError, match="exceeds ci_high"):
-    metrics.exponent_verdict(0.2, 0.1)
+    stats.exponent_verdict(0.2, 0.1)
 
 
 # ----------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def test_censored_exponent_equals_lifelines_lognormal_aft():
 
   d, tau, escaped = _censored_sample(0.5, np.random.default_rng(3))
   assert 0.2 < 1 - escaped.mean() < 0.6
-  fit = metrics.censored_exponent(d, tau, escaped, n_boot=0)
+  fit = stats.censored_exponent(d, tau, escaped, n_boot=0)
   ref = LogNormalAFTFitter().fit(
     pd.DataFrame({"T": tau, "E": escaped, "logD": np.log(d)}), "T", "E"
   )
@@ -89,7 +89,7 @@ def test_censored_exponent_without_censoring_is_least_squares():
   rng = np.random.default_rng(4)
   d = np.repeat(DIMS, 10).astype(np.float64)
   tau = np.exp(1 + 0.3 * np.log(d) + 0.4 * rng.standard_normal(d.size))
-  fit = metrics.censored_exponent(d, tau, np.ones(d.size, bool), n_boot=200)
+  fit = stats.censored_exponent(d, tau, np.ones(d.size, bool), n_boot=200)
   np.testing.assert_allclose(fit["exponent"], np.polyfit(np.log(d), np.log(tau), 1)[0], rtol=1e-6)
   assert fit["ci"][0] < fit["exponent"] < fit["ci"][1]
   assert abs(fit["escape_fraction_slope"]) < 1e-12
@@ -98,9 +98,9 @@ def test_censored_exponent_without_censoring_is_least_squares():
 def test_kaplan_meier_median_counts_an_exact_half():
   # Six escapes at 1..6: S(3) = 1/2 exactly, so the median is 3 (lifelines' own
   # median_survival_time_ gives 4 here: its S(3) is 0.5000000000000001).
-  median, (low, high) = metrics.kaplan_meier_median(np.arange(1.0, 7.0), np.ones(6, bool))
+  median, (low, high) = stats.kaplan_meier_median(np.arange(1.0, 7.0), np.ones(6, bool))
   assert median == 3.0 and low <= 3.0 <= high
-  assert metrics.kaplan_meier_median([1.0, 9.0, 9.0], [True, False, False])[0] == np.inf
+  assert stats.kaplan_meier_median([1.0, 9.0, 9.0], [True, False, False])[0] == np.inf
 
 
 def test_kaplan_meier_median_per_dimension():
@@ -109,7 +109,7 @@ def test_kaplan_meier_median_per_dimension():
   d = np.array([4] * 5 + [16] * 4, float)
   tau = np.array([1, 2, 3, 4, 5, 1, 10, 10, 10], float)
   escaped = np.array([True] * 6 + [False] * 3)
-  per_d = metrics.censored_exponent(d, tau, escaped, n_boot=0)["per_D"]
+  per_d = stats.censored_exponent(d, tau, escaped, n_boot=0)["per_D"]
   assert [p["D"] for p in per_d] == [4.0, 16.0]
   assert per_d[0]["km_median"] == 3.0 and per_d[0]["escaped_frac"] == 1.0
   assert per_d[1]["km_median"] == np.inf and per_d[1]["escaped_frac"] == 0.25
@@ -125,7 +125,7 @@ def test_censored_exponent_ci_covers_truth(alpha):
   for r in range(repeats):
     d, tau, escaped = _censored_sample(alpha, rng)
     censored_top.append(1 - escaped[d == max(DIMS)].mean())
-    fit = metrics.censored_exponent(d, tau, escaped, n_boot=200, seed=r)
+    fit = stats.censored_exponent(d, tau, escaped, n_boot=200, seed=r)
     boot_hits += fit["ci"][0] <= alpha <= fit["ci"][1]
     wald_hits += fit["ci_model"][0] <= alpha <= fit["ci_model"][1]
   assert 0.3 <= np.mean(censored_top) <= 0.6
@@ -141,7 +141,7 @@ def test_naive_budget_as_value_median_fit_is_biased():
   for _ in range(100):
     d, tau, escaped = _censored_sample(1.0, rng)
     naive.append(_naive_median_fit(d, tau))
-    censored.append(metrics.censored_exponent(d, tau, escaped, n_boot=0)["exponent"])
+    censored.append(stats.censored_exponent(d, tau, escaped, n_boot=0)["exponent"])
   naive, censored = np.array(naive), np.array(censored)
   se = np.std(censored - naive) / np.sqrt(naive.size)
   assert abs(np.mean(censored) - 1.0) < 0.03
@@ -158,8 +158,8 @@ def test_trapped_at_large_dimension_is_growth():
   budget = 2 * 4096.0
   escaped = tau < budget
   assert escaped[d == DIMS[0]].all() and not escaped[d == DIMS[-1]].any()
-  fit = metrics.censored_exponent(d, np.minimum(tau, budget), escaped, n_boot=300)
-  assert metrics.exponent_verdict(*fit["ci"]) == "grows"
+  fit = stats.censored_exponent(d, np.minimum(tau, budget), escaped, n_boot=300)
+  assert stats.exponent_verdict(*fit["ci"]) == "grows"
   assert fit["escape_fraction_slope"] < 0 and fit["escape_fraction_slope_ci"][1] < 0
 
 
@@ -169,15 +169,15 @@ def test_escapes_at_one_dimension_only_have_an_unbounded_exponent():
   # iterate (a finite, narrow, meaningless number) must not be reported.
   d = np.repeat(DIMS, 8).astype(np.float64)
   tau = np.where(d == DIMS[-1], 50.0 + np.arange(d.size) % 8, 1000.0)
-  fit = metrics.censored_exponent(d, tau, d == DIMS[-1], n_boot=200)
+  fit = stats.censored_exponent(d, tau, d == DIMS[-1], n_boot=200)
   assert fit["exponent"] == -np.inf and not fit["converged"]
-  assert fit["ci"] == (-np.inf, -np.inf) and metrics.exponent_verdict(*fit["ci"]) == "shrinks"
+  assert fit["ci"] == (-np.inf, -np.inf) and stats.exponent_verdict(*fit["ci"]) == "shrinks"
   tau = np.where(d == DIMS[0], 50.0 + np.arange(d.size) % 8, 1000.0)
-  fit = metrics.censored_exponent(d, tau, d == DIMS[0], n_boot=200)
-  assert fit["exponent"] == np.inf and metrics.exponent_verdict(*fit["ci"]) == "grows"
+  fit = stats.censored_exponent(d, tau, d == DIMS[0], n_boot=200)
+  assert fit["exponent"] == np.inf and stats.exponent_verdict(*fit["ci"]) == "grows"
   # Escapes at one middle D: trapped on both sides, a finite maximum exists.
   tau = np.where(d == DIMS[1], 50.0 + np.arange(d.size) % 8, 1000.0)
-  fit = metrics.censored_exponent(d, tau, d == DIMS[1], n_boot=0)
+  fit = stats.censored_exponent(d, tau, d == DIMS[1], n_boot=0)
   assert np.isfinite(fit["exponent"]) and fit["converged"]
 
 
@@ -192,27 +192,27 @@ def test_mostly_trapped_resamples_keep_an_infinite_ci_end_and_the_verdict():
   tau = np.where(escaped, 100 * np.exp(0.1 * rng.standard_normal(d.size)), 2000.0)
   one = np.flatnonzero(d == DIMS[1])[0]
   escaped[one], tau[one] = True, 1900.0
-  fit = metrics.censored_exponent(d, tau, escaped, n_boot=500)
+  fit = stats.censored_exponent(d, tau, escaped, n_boot=500)
   assert np.isfinite(fit["exponent"]) and fit["exponent"] > 0 and fit["converged"]
   assert fit["ci"][1] == np.inf and fit["ci"][0] > 0
-  assert metrics.exponent_verdict(*fit["ci"]) == "grows"
+  assert stats.exponent_verdict(*fit["ci"]) == "grows"
 
 
 def test_censored_exponent_without_any_escape_is_inconclusive():
   d = np.repeat(DIMS, 4).astype(np.float64)
-  fit = metrics.censored_exponent(d, np.full(d.size, 100.0), np.zeros(d.size, bool), n_boot=50)
+  fit = stats.censored_exponent(d, np.full(d.size, 100.0), np.zeros(d.size, bool), n_boot=50)
   assert np.isnan(fit["exponent"]) and not fit["converged"]
-  assert metrics.exponent_verdict(*fit["ci"]) == "inconclusive"
+  assert stats.exponent_verdict(*fit["ci"]) == "inconclusive"
   assert fit["per_D"][0]["km_median"] == np.inf
 
 
 def test_censored_exponent_bad_input():
   d = np.array([4.0, 16.0])
   with pytest.raises(ValueError, match="D, tau, escaped must have one entry per run"):
-    metrics.censored_exponent(d, [1.0], [True, True])
+    stats.censored_exponent(d, [1.0], [True, True])
   with pytest.raises(ValueError, match="D needs at least two distinct values"):
-    metrics.censored_exponent([4.0, 4.0], [1.0, 2.0], [True, True])
+    stats.censored_exponent([4.0, 4.0], [1.0, 2.0], [True, True])
   with pytest.raises(ValueError, match="D and tau must be positive"):
-    metrics.censored_exponent(d, [0.0, 2.0], [True, True])
+    stats.censored_exponent(d, [0.0, 2.0], [True, True])
   with pytest.raises(ValueError, match="n_boot must be >= 0"):
-    metrics.censored_exponent(d, [1.0, 2.0], [True, True], n_boot=-1)
+    stats.censored_exponent(d, [1.0, 2.0], [True, True], n_boot=-1)

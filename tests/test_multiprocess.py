@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from muon_jax import train as tr
+from muon_jax.lm import trainer as tr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 10

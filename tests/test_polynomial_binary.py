@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from binaries import run_module
 
-from muon_jax import theory as T
+from muon_jax.paper import theory as T
 
 TINY = [
   "--presets=kimi,dion",

@@ -1,10 +1,10 @@
-"""Progress lines (muon_jax.progress)."""
+"""Progress lines (muon_jax.infra.progress)."""
 
 import re
 
 import pytest
 
-from muon_jax import progress
+from muon_jax.infra import progress
 
 
 def test_progress_counts_and_extrapolates(monkeypatch):

@@ -1,4 +1,4 @@
-"""muon_jax.reproduce: report rendering, config checks, run_all with resume."""
+"""muon_jax.paper.reproduce: report rendering, config checks, run_all with resume."""
 
 import dataclasses
 import os
@@ -7,7 +7,9 @@ import matplotlib.pyplot as plt
 import pytest
 from binaries import run_module
 
-from muon_jax import config, reproduce, results
+from muon_jax.infra import config
+from muon_jax.paper import reproduce
+from muon_jax.infra import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

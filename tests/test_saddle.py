@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from muon_jax import metrics
-from muon_jax import saddle as sd
+from muon_jax import stats
+from muon_jax.paper import saddle as sd
 
 
 def _draws(cfg, kappa, count, seed=0, geometry_seed=0):
@@ -124,7 +124,7 @@ def test_update_metrics_first_crossing_and_censoring():
     tau, hit = sd.update_metrics(
       tau, hit, t, jnp.asarray(values[:, t], jnp.float32), thresholds, jnp.ones(3, bool)
     )
-  idx, crossed = metrics.first_crossing(values, np.asarray(thresholds)[:, None], axis=1)
+  idx, crossed = stats.first_crossing(values, np.asarray(thresholds)[:, None], axis=1)
   np.testing.assert_array_equal(hit, crossed)
   np.testing.assert_array_equal(tau, np.where(crossed, np.asarray(idx) + 1, steps))
   assert not bool(hit[2]) and int(tau[2]) == steps
@@ -193,7 +193,7 @@ def test_criteria_values_match_numpy_and_crossings_match_the_trace():
   assert tr.shape == (6, 120, 5) and np.isfinite(tr).all()
   thresholds = [0.6, 0.6, 0.6, 0.3, 0.3]
   for col, (m, level) in enumerate(zip(sd.METRICS[:5], thresholds)):
-    idx, crossed = metrics.first_crossing(tr[:, :, col], level, axis=1)
+    idx, crossed = stats.first_crossing(tr[:, :, col], level, axis=1)
     np.testing.assert_array_equal(out[f"hit_{m}"], crossed, err_msg=m)
     np.testing.assert_array_equal(
       out[f"tau_{m}"], np.where(crossed, np.asarray(idx) + 1, cfg.steps)
@@ -403,7 +403,7 @@ def test_independent_draws_give_each_group_its_own_streams():
 
 
 def test_saddle_config_rejects_bad_values():
-  from muon_jax import config
+  from muon_jax.infra import config
 
   for kw, msg in (
     ({"muon_lrs": (0.1, 0.1)}, "muon_lrs has duplicate values"),
@@ -492,7 +492,7 @@ def test_fig1d_claim_fits_adamw_tau_against_curvature(depends_on_lam, verdict):
 def test_figures_follow_the_ablations_that_ran():
   import matplotlib.pyplot as plt
 
-  from muon_jax.figures import saddle as figures
+  from muon_jax.paper.figures import saddle as figures
 
   base = {
     "dims": (8, 16),

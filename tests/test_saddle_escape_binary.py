@@ -6,7 +6,7 @@ import os
 import pytest
 from binaries import error_lines, run_module
 
-from muon_jax import results
+from muon_jax.infra import results
 
 TINY = [
   "--dims=4,6",

@@ -6,8 +6,8 @@ import os
 import numpy as np
 from binaries import error_lines, run_module
 
-from muon_jax import results
-from muon_jax import saddle as sd
+from muon_jax.infra import results
+from muon_jax.paper import saddle as sd
 
 
 def _doc():

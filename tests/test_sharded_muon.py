@@ -10,7 +10,7 @@ import pytest
 
 import muon_jax as mj
 from muon_jax import sharded_muon
-from muon_jax import train as tr
+from muon_jax.lm import trainer as tr
 from muon_jax.newton_schulz import ns_flops
 
 AXIS = "d"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from binaries import run_module
 
-from muon_jax import step_bench
-from muon_jax import train as tr
-from muon_jax.data import ByteTokenizer
-from muon_jax.models import llama
+from muon_jax.lm import step_bench
+from muon_jax.lm import trainer as tr
+from muon_jax.lm.data import ByteTokenizer
+from muon_jax.lm import llama
 
 TINY = tr.TrainConfig(model="tiny", optimizer="adamw", seq_len=32, global_batch=2, micro_batch=2)
 

@@ -1,4 +1,4 @@
-"""Executable theory (muon_jax.theory) against independent NumPy checks.
+"""Executable theory (muon_jax.paper.theory) against independent NumPy checks.
 
 Every Lemma 2 statement is asserted as the paper states it, from values
 computed here on independent grids; Lemma 3's radius is checked on both sides;
@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from muon_jax import metrics
-from muon_jax import theory as T
+from muon_jax import stats
+from muon_jax.paper import theory as T
 
 from muon_jax import newton_schulz as ns
 
@@ -259,7 +259,7 @@ def test_subspace_sweep_tracks_bgn_and_normalizations():
   # Verdicts are the project's one rule applied to each exponent's CI.
   for nm in s:
     e = s[nm]["3.0"]["exponent"]
-    assert e["verdict"] == metrics.exponent_verdict(e["ci_low"], e["ci_high"])
+    assert e["verdict"] == stats.exponent_verdict(e["ci_low"], e["ci_high"])
     assert e["n_range"] == [48, 192]
   assert s["fixed_signal"]["3.0"]["exponent"]["verdict"] == "grows"
 
@@ -312,7 +312,7 @@ def test_run_reports_lemma9_under_both_noise_readings(tiny_run):
   assert claims["sec10.1"]["reproduces"] is False
   entry = claims["lemma9 (fixed entry noise)"]
   e = l9["readings"]["fixed_entry_noise"]["per_theta"]["3.0"]["exponent"]
-  assert entry["verdict"] == metrics.exponent_verdict(e["ci_low"], e["ci_high"])
+  assert entry["verdict"] == stats.exponent_verdict(e["ci_low"], e["ci_high"])
   assert f"{e['exponent']:+.3f}" in entry["measured"]
 
 
@@ -326,7 +326,7 @@ def test_check_config_names_the_field():
 
 
 def test_figures_show_every_preset_and_sweep_line(tiny_run):
-  from muon_jax.figures import polynomial as figures
+  from muon_jax.paper.figures import polynomial as figures
 
   figs = figures.figures(tiny_run)
   assert set(figs) == {"rho_kimi", "rho_dion", "cobweb", "robustness", "bbp"}

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from muon_jax import train as tr
+from muon_jax.lm import trainer as tr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = tr.TrainConfig(

@@ -48,9 +48,10 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from muon_jax import config, results
-from muon_jax import metrics as metrics_lib
-from muon_jax.config import field
+from muon_jax.infra import config
+from muon_jax.infra import results
+from muon_jax import stats
+from muon_jax.infra.config import field
 
 NORMALIZATIONS = ("unit", "spectral", "frobenius")
 _AXIS = "probe_devices"
@@ -355,8 +356,8 @@ def probe(
   spike_range = float(np.ptp(alpha_line))
   bulk_range = float(np.ptp(beta_line))
   out_metrics = {
-    "effective_rank": float(metrics_lib.effective_rank(s_w, normalized=True)),
-    "effective_rank_gradient": float(metrics_lib.effective_rank(s_grad, normalized=True)),
+    "effective_rank": float(stats.effective_rank(s_w, normalized=True)),
+    "effective_rank_gradient": float(stats.effective_rank(s_grad, normalized=True)),
     "spike_range": spike_range,
     "spike_range_rel": spike_range / abs(center) if center else float("inf"),
     "bulk_range": bulk_range,

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from muon_jax import theory  # noqa: E402
+from muon_jax.paper import theory  # noqa: E402
 
 
 def _rho(name: str, d: dict):

@@ -15,7 +15,7 @@ import math
 
 import matplotlib.pyplot as plt
 
-from muon_jax import saddle
+from muon_jax.paper import saddle
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 DODGE = 0.04

@@ -57,12 +57,14 @@ import optax
 from absl import logging
 from flax import nnx
 
-from muon_jax import config, results, sharded_muon
-from muon_jax.config import field
-from muon_jax.losses import next_token_loss
-from muon_jax.models import llama
+from muon_jax.infra import config
+from muon_jax.infra import results
+from muon_jax import sharded_muon
+from muon_jax.infra.config import field
+from muon_jax.lm.losses import next_token_loss
+from muon_jax.lm import llama
 from muon_jax.transform import muon_with_adamw
-from muon_jax.progress import Progress
+from muon_jax.infra.progress import Progress
 
 AXIS = "data"
 MODELS = ("tiny", "160m")
@@ -543,8 +545,8 @@ def _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices):
   in a multi-process job every process computes the same probe from the
   same batches (no cross-process collective) and process 0 writes it.
   """
-  from muon_jax import data as data_lib
-  from muon_jax import landscape
+  from muon_jax.lm import data as data_lib
+  from muon_jax.lm import landscape_probe as landscape
 
   if landscape.probe_done(cfg.out_dir, step):
     logging.info("probe at step %d already on disk, skipped", step)
@@ -608,7 +610,7 @@ class _MetricsWriter:
     """Redraws loss.png (train and eval loss) from the rows so far."""
     if not self.enabled or not self.rows:
       return
-    from muon_jax.figures import train as train_figures
+    from muon_jax.lm import loss_plot as train_figures
 
     for name, fig in train_figures.figures({"metrics": self.rows, "title": self.title}).items():
       results.save_figure(fig, os.path.join(os.path.dirname(self.path), f"{name}.png"))
@@ -732,7 +734,7 @@ def resolve_batching(cfg: TrainConfig) -> tuple[TrainConfig, list, list]:
 
 def _check_probe_target(cfg: TrainConfig, mcfg: llama.LlamaConfig) -> None:
   """The probe path must name a 2-D parameter of this model (abstract, no compile)."""
-  from muon_jax import landscape
+  from muon_jax.lm import landscape_probe as landscape
 
   try:
     landscape.check_probe(nnx.eval_shape(lambda: llama.Llama(mcfg, rngs=nnx.Rngs(0))), cfg.probe)
@@ -747,7 +749,7 @@ def run(cfg: TrainConfig) -> dict:
   multi-process job. Status "preempted" means SIGTERM / SIGINT stopped the
   run after a checkpoint; resume it with resume=True.
   """
-  from muon_jax import data as data_lib
+  from muon_jax.lm import data as data_lib
 
   validate_config(cfg)
   cfg, global_devices, devices = resolve_batching(cfg)

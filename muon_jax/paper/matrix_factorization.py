@@ -14,7 +14,7 @@ target T = U* diag(s) V*^T from a stream of masked Gaussian inputs:
 
 Since E[x~ x~^T] = diag(p), the expected loss is sum_i p_i ||(W - T)[:, i]||^2;
 we record it (normalized by its value at W = 0) instead of the noisy batch
-loss. The effective rank of W (entropy form, `metrics.effective_rank`) gives
+loss. The effective rank of W (entropy form, `stats.effective_rank`) gives
 the rank-expansion step: the first step at which it reaches
 `threshold_factor` x its initial value.
 
@@ -34,10 +34,12 @@ import numpy as np
 import optax
 from absl import logging
 
-from muon_jax import config, metrics, results, stats
-from muon_jax.config import field
+from muon_jax.infra import config
+from muon_jax import stats
+from muon_jax.infra import results
+from muon_jax.infra.config import field
 from muon_jax.transform import muon
-from muon_jax.progress import Progress
+from muon_jax.infra.progress import Progress
 
 OPTIMIZERS = ("muon", "adamw")
 
@@ -232,8 +234,8 @@ def run_single(cfg: MatrixFactorizationConfig, n: int, optimizer: str, seed_inde
     return {
       "rel_loss": expected_loss(params, t_NxN, p_N) / loss0,
       "batch_loss": batch_loss,
-      "erank": metrics.effective_rank(s_R),
-      "erank_normalized": metrics.effective_rank(s_R, normalized=True),
+      "erank": stats.effective_rank(s_R),
+      "erank_normalized": stats.effective_rank(s_R, normalized=True),
     }
 
   def step(carry, t):
@@ -269,7 +271,7 @@ def run_single(cfg: MatrixFactorizationConfig, n: int, optimizer: str, seed_inde
   result = jax.tree.map(lambda *v: jnp.concatenate(v), *traces)
   assert result["erank"].shape == rec.shape
   result = {k + "_R": v for k, v in result.items()}
-  result["target_erank"] = metrics.effective_rank(s_N)
+  result["target_erank"] = stats.effective_rank(s_N)
   result["loss0"] = loss0
   return result
 
@@ -316,7 +318,7 @@ def rank_expansion_steps(erank_SxKxR, steps_R, threshold_factor: float = 2.0):
   Returns (step_SxK as float with NaN where never crossed, crossed_SxK bool).
   """
   erank = np.asarray(erank_SxKxR)
-  idx, crossed = metrics.first_crossing(erank, threshold_factor * erank[..., :1], axis=-1)
+  idx, crossed = stats.first_crossing(erank, threshold_factor * erank[..., :1], axis=-1)
   idx, crossed = np.asarray(idx), np.asarray(crossed)
   step = np.where(crossed, np.asarray(steps_R)[np.minimum(idx, len(steps_R) - 1)], np.nan)
   return step.astype(np.float64), crossed
@@ -326,7 +328,7 @@ def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dic
   """Log-log exponent of the rank-expansion step vs x (n or kappa), with its verdict.
 
   Runs that never crossed are right-censored at the last recorded step and
-  enter the censored log-normal regression (`metrics.censored_exponent`) as
+  enter the censored log-normal regression (`stats.censored_exponent`) as
   such, so a run that never expands at a large x counts as evidence of
   growth; "censored" counts them. Crossing steps are
   integers recorded every step up to dense_steps and sparser after, so the
@@ -342,7 +344,7 @@ def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dic
     return None
   steps_R = np.asarray(steps_R)
   tau = np.where(crossed, step, steps_R[-1])
-  censored = metrics.censored_exponent(x, np.maximum(tau, 1), crossed, seed=seed)
+  censored = stats.censored_exponent(x, np.maximum(tau, 1), crossed, seed=seed)
   fit = {
     "exponent": censored["exponent"],
     "intercept": censored["intercept"],
@@ -361,10 +363,8 @@ def step_exponent(x, step, crossed, steps_R, dense_steps: int, seed: int) -> dic
     step_granularity=granularity,
     distinct_steps=int(len(np.unique(step[crossed]))),
     exponent_resolution=float(np.log((smallest + granularity) / smallest) / x_span),
-    verdict=metrics.exponent_verdict(
-      fit["ci_low"], fit["ci_high"], delta=metrics.DIMENSION_FREE_DELTA
-    ),
-    delta=metrics.DIMENSION_FREE_DELTA,
+    verdict=stats.exponent_verdict(fit["ci_low"], fit["ci_high"], delta=stats.DIMENSION_FREE_DELTA),
+    delta=stats.DIMENSION_FREE_DELTA,
   )
   return fit
 
@@ -394,7 +394,7 @@ def summarize(units: dict, cfg: MatrixFactorizationConfig) -> dict:
       u = units[(opt, n)]
       step_SxK, crossed = rank_expansion_steps(u["erank_R"], steps_R, cfg.threshold_factor)
       # A threshold that needs real expansion, not just leaving the rank-2 start.
-      half, _ = metrics.first_crossing(u["erank_R"], 0.5 * u["erank_R"][..., -1:], axis=-1)
+      half, _ = stats.first_crossing(u["erank_R"], 0.5 * u["erank_R"][..., -1:], axis=-1)
       with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN kappa columns
         median_step = np.nanmedian(step_SxK, axis=0)

@@ -46,8 +46,8 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from muon_jax import metrics, stats
-from muon_jax.config import field
+from muon_jax import stats
+from muon_jax.infra.config import field
 from muon_jax.transform import muon
 
 SIGNALS = ("aligned", "incoherent")
@@ -861,14 +861,14 @@ def exponent_text(e: dict) -> str:
 
 
 def _exponent_entry(fit: dict) -> dict:
-  """The JSON part of a `metrics.censored_exponent` result, with its verdict."""
+  """The JSON part of a `stats.censored_exponent` result, with its verdict."""
   ci = fit["ci"]
   return {
     "exponent": json_bound(fit["exponent"]),
     "ci": [json_bound(ci[0]), json_bound(ci[1])],
     "ci_method": fit["ci_method"],
     "converged": fit["converged"],
-    "verdict": metrics.exponent_verdict(*ci),
+    "verdict": stats.exponent_verdict(*ci),
     "censored_frac": fit["censored_frac"],
     "escape_fraction_slope": _finite(fit["escape_fraction_slope"]),
     "escape_fraction_slope_ci": [_finite(v) for v in fit["escape_fraction_slope_ci"]],
@@ -900,7 +900,7 @@ def summarize(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
   """One summary per (optimizer, signal, noise, lam, kappa, lr) group.
 
   Each holds, per criterion of ESCAPE_CRITERIA, the censoring-aware exponent
-  of tau vs D (`metrics.censored_exponent`) with its verdict, or
+  of tau vs D (`stats.censored_exponent`) with its verdict, or
   "untestable" with the reason; and per race norm the success probability per
   n and the median structural tau among the successful runs.
   """
@@ -914,9 +914,7 @@ def summarize(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
     for crit in ESCAPE_CRITERIA:
       tau = np.array([r[f"tau_{crit}"] for r in rows], np.float64)
       hit = np.array([r[f"hit_{crit}"] for r in rows], bool)
-      fit = _exponent_entry(
-        metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed)
-      )
+      fit = _exponent_entry(stats.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed))
       reason = untestable_reason(entry["optimizer"], entry["signal"], entry["noise"], crit)
       if reason:
         fit.update(verdict="untestable", reason=reason)
@@ -946,7 +944,7 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
 
   At each n, tau*(n) is the smallest Kaplan-Meier median structural tau among
   the learning rates whose race-success probability is >= success_level. The
-  exponent is `metrics.censored_exponent` on the structural taus of the runs
+  exponent is `stats.censored_exponent` on the structural taus of the runs
   at the chosen lr of each n; at an n where no lr qualifies, its runs enter
   censored at the budget (no learning rate wins the race within it: evidence
   of growth). The CI is conditional on the chosen learning rates. Only the
@@ -968,7 +966,7 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
         for lr in sorted({r["lr"] for r in rows}):
           cell = [r for r in rows if r["n"] == n and r["lr"] == lr]
           success = np.mean([race_success(r, norm) for r in cell])
-          median, _ = metrics.kaplan_meier_median(
+          median, _ = stats.kaplan_meier_median(
             [r["tau_structural"] for r in cell], [r["hit_structural"] for r in cell]
           )
           options.append((lr, success, median, cell))
@@ -992,9 +990,7 @@ def tau_star(cfg: SaddleConfig, records: Sequence[dict]) -> list[dict]:
             "success_by_lr": {repr(o[0]): o[1] for o in options},
           }
         )
-      fit = _exponent_entry(
-        metrics.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed)
-      )
+      fit = _exponent_entry(stats.censored_exponent(d, tau, hit, n_boot=cfg.n_boot, seed=cfg.seed))
       chosen = [(p["D"], p["lr"]) for p in per_n if p["lr"] is not None]
       lr_slope = (
         float(np.polyfit(np.log([c[0] for c in chosen]), np.log([c[1] for c in chosen]), 1)[0])
@@ -1035,7 +1031,7 @@ def resumable_cells(cfg: SaddleConfig, checkpoint: str) -> list[dict]:
   Raises:
     ValueError: the file was written with a different config (which fields).
   """
-  from muon_jax import results
+  from muon_jax.infra import results
 
   old = results.load_json(checkpoint)
   if old is None:
@@ -1072,8 +1068,9 @@ def run(
     criterion), "tau_star" (per group and race norm), "tallies" (per
     geometry) and "complete".
   """
-  from muon_jax import config as config_lib
-  from muon_jax import progress, results
+  from muon_jax.infra import config as config_lib
+  from muon_jax.infra import progress
+  from muon_jax.infra import results
 
   config_lib.check(cfg)
   cells = all_cells(cfg)
@@ -1083,7 +1080,7 @@ def run(
   head = {
     "experiment": "saddle_escape",
     "config": config_dict(cfg),
-    "delta": metrics.DIMENSION_FREE_DELTA,
+    "delta": stats.DIMENSION_FREE_DELTA,
     "draws": "independent" if cfg.independent_draws else "common",
   }
   bar = progress.Progress(len(cells), "saddle cells", done=len(cells) - len(todo))
@@ -1186,7 +1183,7 @@ def _km_compare(a: dict, b: dict) -> str:
 def claims(results: dict) -> list[dict]:
   """Rows for the paper report: Fig 1a-d and Fig 5a-b, per geometry and curvature.
 
-  Fig 1a/1b/1c rows judge exponents with `metrics.exponent_verdict` for each
+  Fig 1a/1b/1c rows judge exponents with `stats.exponent_verdict` for each
   criterion: tau* under both races (the lr-optimal escape time Theorem 3
   bounds) and, at the grid lr closest to the paper's, Definition 1, the
   structural and the spectral criterion. Fig 1a uses the smallest kappa,
@@ -1284,7 +1281,7 @@ def claims(results: dict) -> list[dict]:
         and c["lr"] == lr
         and c["lam"] in lams
       ]
-      fit = metrics.censored_exponent(
+      fit = stats.censored_exponent(
         [c["lam"] for c in cells],
         [c["tau_structural"] for c in cells],
         [c["hit_structural"] for c in cells],

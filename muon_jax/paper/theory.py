@@ -29,11 +29,13 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from muon_jax import config, metrics, results, stats
-from muon_jax.config import field
-from muon_jax.metrics import fit_loglog_exponent
+from muon_jax.infra import config
+from muon_jax import stats
+from muon_jax.infra import results
+from muon_jax.infra.config import field
+from muon_jax.stats import fit_loglog_exponent
 from muon_jax.newton_schulz import PRESETS, resolve_coeffs
-from muon_jax.progress import Progress
+from muon_jax.infra.progress import Progress
 
 # Constants the paper's Lemma 2 / Lemma 3 use (reconstructed; see BUILD_NOTES).
 PAPER_SMALL = 0.02  # Case 1: intermediate iterates stay in (0, 0.02].
@@ -742,7 +744,7 @@ def subspace_sweep(
   and the overlap u^T NS(Y) v of the Muon update with the signal direction.
   The noise and signal vectors of a (n, trial) pair are shared across
   normalizations and thetas. Exponents of the larger sin vs n come from
-  `fit_loglog_exponent` (bootstrap CI), judged by `metrics.exponent_verdict`
+  `fit_loglog_exponent` (bootstrap CI), judged by `stats.exponent_verdict`
   and stored with the n range they were fitted on. `progress`, when given,
   advances by one per n.
   """
@@ -792,9 +794,9 @@ def subspace_sweep(
       fit = fit_loglog_exponent(x_n, y_s, n_boot=n_boot, seed=0)
       fit.update(
         n_range=[min(ns), max(ns)],
-        delta=metrics.DIMENSION_FREE_DELTA,
-        verdict=metrics.exponent_verdict(
-          fit["ci_low"], fit["ci_high"], delta=metrics.DIMENSION_FREE_DELTA
+        delta=stats.DIMENSION_FREE_DELTA,
+        verdict=stats.exponent_verdict(
+          fit["ci_low"], fit["ci_high"], delta=stats.DIMENSION_FREE_DELTA
         ),
       )
       fit_theory = (

@@ -40,7 +40,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from muon_jax.results import atomic_write_bytes
+from muon_jax.infra.results import atomic_write_bytes
 
 CORPUS_FORMS = "stdlib | files:PATH | hf:NAME[:CONFIG]"
 TOKENIZER_FORMS = (
@@ -642,7 +642,7 @@ class PackedBatches:
       except BaseException as e:  # surfaced by the consumer's next()
         out.put(e)
 
-    thread = threading.Thread(target=work, name="muon_jax.data.prefetch", daemon=True)
+    thread = threading.Thread(target=work, name="muon_jax.lm.data.prefetch", daemon=True)
     self._worker = (thread, stop, out)
     thread.start()
 

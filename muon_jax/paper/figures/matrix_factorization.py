@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from muon_jax import matrix_factorization as mf  # noqa: E402
+from muon_jax.paper import matrix_factorization as mf  # noqa: E402
 
 _STYLES = {"muon": "-", "adamw": "--"}
 

@@ -4,7 +4,7 @@ For one model preset and batch shape, `run` reports per optimizer
   * the compiled step's memory (`Compiled.memory_analysis()`): arguments,
     outputs, temporaries, donated (aliased) bytes, and their peak
     arguments + outputs + temporaries - aliased, for one device running one
-    micro-batch of the trainer's step (`muon_jax.train.make_train_step`);
+    micro-batch of the trainer's step (`muon_jax.lm.trainer.make_train_step`);
   * the FLOPs XLA counts (`Compiled.cost_analysis()`) for the loss gradient of
     one micro-batch, per token, against `llama.flops_per_token` (6·N plus the
     attention term), and for one optimizer update;
@@ -36,12 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from muon_jax import config as config_lib
-from muon_jax import results
-from muon_jax import train as tr
-from muon_jax.data import ByteTokenizer
-from muon_jax.models import llama
-from muon_jax.progress import Progress
+from muon_jax.infra import config as config_lib
+from muon_jax.infra import results
+from muon_jax.lm import trainer as tr
+from muon_jax.lm.data import ByteTokenizer
+from muon_jax.lm import llama
+from muon_jax.infra.progress import Progress
 
 field = config_lib.field
 
@@ -290,7 +290,7 @@ def _peak_flops(tcfg: tr.TrainConfig, device) -> tuple[float, str]:
   peak = tr.peak_flops(tcfg, device)
   if peak is not None:
     return peak, "flag" if tcfg.peak_tflops else "device table (dense bf16)"
-  from muon_jax import benchmarking
+  from muon_jax.infra import benchmarking
 
   return benchmarking.matmul_peak_gflops(n=1024) * 1e9, "measured f32 1024^3 matmul on this CPU"
 
@@ -317,7 +317,7 @@ class _Runner:
 
 def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> tuple[dict, dict | None]:
   """Median step times per optimizer, interleaved; optionally traced; NS shard report."""
-  from muon_jax import benchmarking
+  from muon_jax.infra import benchmarking
 
   mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
   key = jax.random.key(0)
@@ -355,7 +355,8 @@ def ns_shard_report(tcfg: tr.TrainConfig, params, devices, make_runner, repeats:
   optimizer update alone (momentum + NS + all-gather) and the whole trainer
   step (`make_runner("muon", shard_muon=...)`).
   """
-  from muon_jax import benchmarking, sharded_muon
+  from muon_jax.infra import benchmarking
+  from muon_jax import sharded_muon
   from muon_jax.transform import muon_labels
 
   n_dev = len(devices)

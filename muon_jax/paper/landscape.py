@@ -1,6 +1,6 @@
 """Figures 3 and 4: landscape probes during AdamW and Muon LLaMA training, over seeds.
 
-Each (optimizer, seed) run trains the LLaMA preset through `muon_jax.train`
+Each (optimizer, seed) run trains the LLaMA preset through `muon_jax.lm.trainer`
 with `landscape.probe` at `probe_steps`; the claims compare the kinematic
 metrics at the last probe step all runs share, Muon - AdamW paired by seed
 (same init and data order), with a Student-t CI on the mean difference
@@ -24,11 +24,14 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from muon_jax import config, landscape, results, stats
-from muon_jax import train as train_lib
-from muon_jax.config import field
-from muon_jax.models import llama
-from muon_jax.progress import Progress
+from muon_jax.infra import config
+from muon_jax.lm import landscape_probe as landscape
+from muon_jax.infra import results
+from muon_jax import stats
+from muon_jax.lm import trainer as train_lib
+from muon_jax.infra.config import field
+from muon_jax.lm import llama
+from muon_jax.infra.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,8 @@ class LandscapeConfig:
   seq_len: int = field(128, "tokens per sequence", low=1)
   adamw_lr: float = field(1e-3, "AdamW peak learning rate (AdamW runs)", low=0.0, low_open=True)
   muon_lr: float = field(1e-3, "Muon peak learning rate (Muon runs)", low=0.0, low_open=True)
-  corpus: str = field("stdlib", "corpus spec (see muon_jax.data)")
-  tokenizer: str = field("bytes", "tokenizer spec (see muon_jax.data)")
+  corpus: str = field("stdlib", "corpus spec (see muon_jax.lm.data)")
+  tokenizer: str = field("bytes", "tokenizer spec (see muon_jax.lm.data)")
   probe_path: str = field("layers/1/mlp/down_proj", "target 2-D parameter (0-based layer index)")
   probe_grad_batches: int = field(8, "batches averaged for the exact gradient (paper 50)", low=1)
   probe_eval_batches: int = field(4, "batches averaged per grid point (paper 10)", low=1)
@@ -101,7 +104,7 @@ def check_config(cfg: LandscapeConfig) -> None:
 
 
 def train_config(cfg: LandscapeConfig, optimizer: str, seed: int, out_dir: str, resume: bool):
-  """The `muon_jax.train.TrainConfig` of one run."""
+  """The `muon_jax.lm.trainer.TrainConfig` of one run."""
   return train_lib.TrainConfig(
     model=cfg.model,
     optimizer=optimizer,

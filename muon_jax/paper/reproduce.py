@@ -18,13 +18,17 @@ from typing import Any, Callable, Optional
 
 from absl import logging
 
-from muon_jax import config as config_lib
-from muon_jax import landscape_experiment, matrix_factorization, results, saddle, theory
-from muon_jax.figures import landscape as landscape_figures
-from muon_jax.figures import matrix_factorization as mf_figures
-from muon_jax.figures import polynomial as polynomial_figures
-from muon_jax.figures import saddle as saddle_figures
-from muon_jax.progress import Progress
+from muon_jax.infra import config as config_lib
+from muon_jax.paper import landscape as landscape_experiment
+from muon_jax.paper import matrix_factorization
+from muon_jax.infra import results
+from muon_jax.paper import saddle
+from muon_jax.paper import theory
+from muon_jax.paper.figures import landscape as landscape_figures
+from muon_jax.paper.figures import matrix_factorization as mf_figures
+from muon_jax.paper.figures import polynomial as polynomial_figures
+from muon_jax.paper.figures import saddle as saddle_figures
+from muon_jax.infra.progress import Progress
 
 SCALES = ("cpu", "gpu")
 SUMMARY_NAME = "summary.json"
@@ -387,7 +391,7 @@ def render_report(summary: dict) -> str:
   lines = [
     f"# Reproduction report: scale {summary['scale']}",
     "",
-    "Rendered by `muon_jax.reproduce.render_report` from `summary.json` in this folder. "
+    "Rendered by `muon_jax.paper.reproduce.render_report` from `summary.json` in this folder. "
     "Exponent claims use `metrics.exponent_verdict` (95% CI inside "
     "±DIMENSION_FREE_DELTA = dimension-free); Muon-vs-AdamW claims hold only if the 95% "
     "CI of the difference excludes 0 in the paper's direction.",

@@ -22,7 +22,7 @@ def next_token_loss(model, batch_BxL1: jax.Array, chunk: int = 0) -> jax.Array:
   """Mean cross-entropy (f32) of tokens batch[:, 1:] given batch[:, :-1].
 
   Args:
-    model: a `muon_jax.models.llama.Llama` (anything with `hidden_states`,
+    model: a `muon_jax.lm.llama.Llama` (anything with `hidden_states`,
       `lm_head.kernel` and `config.dtype` for chunk > 0; callable to logits
       for chunk = 0).
     batch_BxL1: int tokens (B, L + 1).
