@@ -1,10 +1,15 @@
-"""Every experiment at one scale, then REPORT.md (claims, verdicts, figures, provenance).
+"""Every experiment of one scale, then REPORT.md (claims, verdicts, figures, provenance).
 
-  python -m experiments.reproduce --scale=cpu --out_dir=results/cpu [--resume]
+  python -m experiments.reproduce --scale=cpu --out_dir=out/report_cpu [--resume]
+  python -m experiments.reproduce --scale=gpu --out_dir=results/gpu --list
+  python -m experiments.reproduce --scale=gpu --out_dir=SHARED --resume --only=SLICE
 
-cpu: the CPU defaults (11.5 minutes on 2 shared cores); gpu: paper-scale configs
-(see muon_jax.paper.reproduce.EXPERIMENTS). Writes <out_dir>/REPORT.md, summary.json
-and <out_dir>/<experiment>/ (figures, results.json, work files).
+cpu: one experiment per paper figure at the binaries' small defaults (estimates per
+experiment: --list). gpu: the paper-scale report as slices of at most ~8 device minutes
+(muon_jax.paper.registry.GPU_SLICES); run one slice per job against a shared --out_dir, in any
+order and on any machine, and re-render with `--resume` and no --only. Without an accelerator,
+--scale=gpu finishes only slices whose cells are all stored (pass --allow_cpu to simulate).
+Writes <out_dir>/REPORT.md, summary.json and <out_dir>/<experiment>/.
 """
 
 import os
@@ -19,29 +24,63 @@ from muon_jax.paper import reproduce  # noqa: E402
 
 flags.DEFINE_enum("scale", "cpu", list(reproduce.SCALES), "Which configs to run.")
 flags.DEFINE_string("out_dir", "out/reproduce", "Report folder.")
-flags.DEFINE_bool("resume", False, "Reuse finished experiments and units in out_dir.")
-flags.DEFINE_list(
-  "only",
-  [],
-  "Run only these experiments (default all: "
-  + ",".join(e.name for e in reproduce.EXPERIMENTS)
-  + ").",
+flags.DEFINE_bool("resume", False, "Reuse finished experiments and stored cells in out_dir.")
+flags.DEFINE_list("only", [], "Run only these experiments or slices (default all; see --list).")
+flags.DEFINE_bool("list", False, "Print every experiment of --scale with its estimate and state.")
+flags.DEFINE_float(
+  "max_minutes",
+  None,
+  "Start no experiment whose estimate exceeds the minutes left of this budget.",
+  lower_bound=0,
+)
+flags.DEFINE_bool(
+  "allow_cpu", False, "With --scale=gpu on a machine without an accelerator, simulate anyway."
 )
 FLAGS = flags.FLAGS
 
 
+def _print_list(scale: str, out_dir: str) -> None:
+  for row in reproduce.slice_states(scale, out_dir):
+    state = row["state"]
+    if state in ("partial", "stored"):
+      state = f"{state} {row['stored']} of {row['total']} cells"
+    minutes = "?" if row["minutes"] is None else f"{row['minutes']:.1f}"
+    print(f"{row['name']:34s} {minutes:>5s} min ({scale})  {state:28s} {row['paper']}")
+
+
 def main(argv):
-  del argv
+  import jax
+
   with cli.flag_errors():
-    cli.check_out_dir(FLAGS.out_dir)
+    if argv[1:]:
+      raise ValueError(f"unexpected arguments {argv[1:]}")
     reproduce.check(FLAGS.scale, tuple(FLAGS.only))
+    if FLAGS.list:
+      _print_list(FLAGS.scale, FLAGS.out_dir)
+      return
+    cli.check_out_dir(FLAGS.out_dir)
+  compute = True
+  if FLAGS.scale == "gpu" and jax.default_backend() == "cpu" and not FLAGS.allow_cpu:
+    compute = False
+    print(
+      "warning: --scale=gpu without an accelerator: finishing only slices whose cells are "
+      "all stored (--allow_cpu simulates the rest here)",
+      file=sys.stderr,
+    )
   command = ["python", "-m", "experiments.reproduce", *sys.argv[1:]]
   summary = reproduce.run_all(
-    FLAGS.scale, FLAGS.out_dir, argv=command, resume=FLAGS.resume, only=tuple(FLAGS.only)
+    FLAGS.scale,
+    FLAGS.out_dir,
+    argv=command,
+    resume=FLAGS.resume,
+    only=tuple(FLAGS.only),
+    compute=compute,
+    max_minutes=FLAGS.max_minutes,
   )
   rows = [c for e in summary["experiments"].values() for c in e["claims"]]
   print(
-    f"{len(rows)} claims, {sum(c['reproduces'] is True for c in rows)} reproduce; "
+    f"{len(rows)} claims, {sum(c['reproduces'] is True for c in rows)} reproduce, "
+    f"{len(summary['pending'])} experiments pending; "
     f"wrote {os.path.join(FLAGS.out_dir, reproduce.REPORT_NAME)}"
   )
 

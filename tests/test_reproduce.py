@@ -79,7 +79,7 @@ def test_report_has_one_row_per_claim_and_the_provenance():
   assert rows[1].endswith("| inconclusive | n/a |  |")
   assert "| grows | **no** |" in rows[2]
   assert "The paper \\| says so." in rows[0]  # a '|' in a cell does not split the table
-  assert "- commit: `abc123` (working tree had uncommitted changes)" in text
+  assert "- rendered at commit: `abc123` (working tree had uncommitted changes)" in text
   assert "- versions: python 3.11.7, jax 0.10.2" in text
   assert "- device: 1 x cpu (cpu), 2 CPU cores" in text
   assert "- command: `python -m experiments.reproduce --scale=cpu`" in text
@@ -107,11 +107,16 @@ def test_committed_cpu_report_matches_its_summary():
 @pytest.mark.parametrize("scale", reproduce.SCALES)
 def test_every_registered_config_passes_its_check(scale):
   configs = reproduce.check(scale)
-  assert list(configs) == [e.name for e in reproduce.EXPERIMENTS]
+  assert list(configs) == [e.name for e in reproduce.experiments_at(scale)]
+
+
+def test_every_gpu_slice_is_sized_for_one_short_job():
+  for exp in reproduce.experiments_at("gpu"):
+    assert 0 < exp.minutes["gpu"] <= 8, exp.name
 
 
 def test_check_names_the_bad_argument():
-  with pytest.raises(ValueError, match=r"^only=nope is not an experiment"):
+  with pytest.raises(ValueError, match=r"^only=nope is not an experiment of scale cpu"):
     reproduce.check("cpu", ("polynomial", "nope"))
   with pytest.raises(ValueError, match=r"^scale='tpu' is not allowed"):
     reproduce.check("tpu")
@@ -198,7 +203,7 @@ def test_run_all_refuses_claims_without_the_report_keys(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
   "args, expect",
   [
-    (["--only=polynomial,nope"], "error: --only=nope is not an experiment; choose from "),
+    (["--only=polynomial,nope"], "error: --only=nope is not an experiment of scale cpu; choose"),
     (["--scale=tpu"], "error: flag --scale=tpu: value should be one of <cpu|gpu>"),
   ],
 )
@@ -210,3 +215,79 @@ def test_binary_bad_flags_are_one_line_errors(tmp_path, args, expect):
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith(expect) and len(proc.stderr.strip().splitlines()) == 1
   assert not (out / reproduce.SUMMARY_NAME).exists()
+
+
+def _gpu_toy(name, calls, *, n=2, minutes=1.0, cells=None, members=()):
+  return dataclasses.replace(
+    _toy_experiment(calls, {"gpu": {"n": n}}),
+    name=name,
+    minutes={"gpu": minutes},
+    cells=cells,
+    members=members,
+  )
+
+
+def test_slices_report_what_is_pending_and_a_budget_starts_only_what_fits(tmp_path, monkeypatch):
+  calls = []
+  slices = (
+    _gpu_toy("first", calls, minutes=1.0),
+    _gpu_toy("big", calls, n=3, minutes=50.0),
+    _gpu_toy("joined", calls, n=4, members=("first", "big")),
+  )
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", slices)
+  summary = reproduce.run_all("gpu", str(tmp_path), argv=[], max_minutes=10)
+  assert calls == [(2, False)] and list(summary["experiments"]) == ["first"]
+  assert [(r["name"], r["state"]) for r in summary["pending"]] == [
+    ("big", "pending"),
+    ("joined", "pending"),
+  ]
+  text = (tmp_path / reproduce.REPORT_NAME).read_text()
+  assert "## Pending" in text
+  assert (
+    "| big | Fig 0 | pending | 50.0 min (gpu) | `python -m experiments.reproduce --scale=gpu"
+    in text
+  )
+  # A later job runs the rest; the join runs once its members are done.
+  summary = reproduce.run_all("gpu", str(tmp_path), argv=[], resume=True)
+  assert calls == [(2, False), (3, True), (4, True)] and summary["pending"] == []
+  assert [r["state"] for r in reproduce.slice_states("gpu", str(tmp_path))] == ["done"] * 3
+  assert "## Pending" not in (tmp_path / reproduce.REPORT_NAME).read_text()
+
+
+def test_without_an_accelerator_only_fully_stored_slices_are_finished(tmp_path, monkeypatch):
+  calls = []
+  stored = {"complete": (4, 4), "partial": (1, 4)}
+  slices = tuple(
+    _gpu_toy(name, calls, cells=lambda cfg, work, name=name: stored[name]) for name in stored
+  )
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", slices)
+  summary = reproduce.run_all("gpu", str(tmp_path), argv=[], compute=False)
+  assert list(summary["experiments"]) == ["complete"] and len(calls) == 1
+  assert summary["pending"] == [
+    {
+      "name": "partial",
+      "paper": "Fig 0",
+      "minutes": 1.0,
+      "stored": 1,
+      "total": 4,
+      "state": "partial",
+    }
+  ]
+  assert (
+    "| partial | Fig 0 | partial: 1 of 4 cells |" in (tmp_path / reproduce.REPORT_NAME).read_text()
+  )
+  # The run that finished it is its provenance.
+  (run,) = summary["experiments"]["complete"]["computed_by"]
+  assert run["cells_after"] == 4 and "device" in run and "versions" in run
+
+
+def test_stored_config_equal_up_to_fields_added_at_their_default():
+  @dataclasses.dataclass(frozen=True)
+  class Later:
+    n: int = config.field(3, "size", low=1)
+    added: float = config.field(0.5, "a field added later", low=0)
+
+  assert config.stored_differences(Later(), {"n": 3}) == []
+  assert config.stored_differences(Later(added=0.7), {"n": 3}) == ["added"]
+  assert config.stored_differences(Later(n=4), {"n": 3, "added": 0.5}) == ["n"]
+  assert config.stored_differences(Later(), {"n": 3, "added": 0.5, "gone": 1}) == ["gone"]

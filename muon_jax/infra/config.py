@@ -145,3 +145,33 @@ def check(config) -> None:
         _check_scalar(f.name, v, meta)
     elif value is not None:
       _check_scalar(f.name, value, meta)
+
+
+def stored_differences(config, stored: dict) -> list[str]:
+  """Fields in which a config stored as JSON (`to_json(asdict(...))`) differs from `config`.
+
+  A field the stored config lacks counts as equal while `config` holds the field's default:
+  a field added later whose default reproduces the old behaviour keeps stored work valid.
+  A stored field that `config` no longer has differs.
+
+  Returns:
+    The differing field names, sorted.
+  """
+  from muon_jax.infra import results
+
+  mine = results.to_json(dataclasses.asdict(config))
+  defaults = {
+    f.name: results.to_json(f.default)
+    for f in dataclasses.fields(config)
+    if f.default is not dataclasses.MISSING
+  }
+  differing = []
+  for name in sorted(set(mine) | set(stored)):
+    if name not in mine:
+      differing.append(name)
+    elif name in stored:
+      if stored[name] != mine[name]:
+        differing.append(name)
+    elif name not in defaults or mine[name] != defaults[name]:
+      differing.append(name)
+  return differing

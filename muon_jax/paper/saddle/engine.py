@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 from muon_jax.paper.saddle.problem import (
   METRICS,
   NOISES,
+  SAME_DRAWS_AS,
   Geometry,
   OptimizerFn,
   SimConfig,
@@ -65,7 +66,8 @@ def cell_keys(seed: int, n: int, noise: str, seed_index):
   and optimizer sees the same draws (common random numbers: paired
   comparisons), and a cell's result does not depend on the grid it ran in.
   """
-  root = jax.random.fold_in(jax.random.fold_in(root_keys(seed)[1], n), NOISES.index(noise))
+  draws = NOISES.index(SAME_DRAWS_AS.get(noise, noise))
+  root = jax.random.fold_in(jax.random.fold_in(root_keys(seed)[1], n), draws)
   init_key, stream_key = jax.random.split(jax.random.fold_in(root, seed_index))
   return init_key, stream_key
 

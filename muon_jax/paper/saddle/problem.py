@@ -37,7 +37,10 @@ import optax
 from muon_jax.transform import muon
 
 SIGNALS = ("aligned", "incoherent")
-NOISES = ("standard", "isotropic", "heavy_tail", "student_t")
+NOISES = ("standard", "isotropic", "heavy_tail", "student_t", "heavy_tail_unspiked")
+# heavy_tail_unspiked is the second reading of App 11.2's power law: the same Student-t draws
+# as heavy_tail (paired), the profile scaled to maximum 1 instead of mean 1.
+SAME_DRAWS_AS = {"heavy_tail_unspiked": "heavy_tail"}
 OPTIMIZERS = ("muon", "adamw", "sgd")
 # First-crossing metrics of one cell, in the order of CellState.tau, with
 # Delta = W - W_0 and P_perp Delta = Delta - <S, Delta> S:
@@ -63,8 +66,9 @@ class SimConfig:
     n: matrix side; D = n^2.
     signal: "aligned" (S = E_11) or "incoherent" (S = u v^T, random unit u, v).
     noise: "standard", "isotropic", "heavy_tail" (Student-t draws with a
-      power-law column variance profile, App 11.2) or "student_t" (the same
-      draws with flat column variance).
+      power-law column variance profile of mean 1, App 11.2), "heavy_tail_unspiked"
+      (the same profile scaled to maximum 1: no column above the standard variance)
+      or "student_t" (the same draws with flat column variance).
     sigma: bulk noise standard deviation per entry (App 11.1: 1).
     radius: Taylor radius R of the escape criteria.
     perp_radius: R_perp of the orthogonal deviation in the race; None means R.
@@ -146,15 +150,18 @@ def make_geometry(cfg: SimConfig, seed: int) -> Geometry:
 
 
 def column_variance(n: int, noise: str, exponent: float) -> jax.Array:
-  """Bulk variance per column / sigma^2: j^-alpha (heavy_tail) with mean 1, else 1.
+  """Bulk variance per column / sigma^2: the power law j^-alpha of App 11.2, else 1.
 
-  The mean-1 normalisation puts ever more variance on column 1 as n grows
-  (n^alpha / H_n(alpha) of it); "student_t" keeps the heavy tails without it.
+  The paper says only that the spatial variance "decays via a power-law". heavy_tail
+  normalises the profile to mean 1 (the standard total energy), which puts ever more
+  variance on column 1 as n grows (n^alpha / H_n(alpha) of it: a spiked column, outside
+  Assumption 1); heavy_tail_unspiked scales it to maximum 1, so no column exceeds the
+  standard variance. "student_t" keeps the heavy tails with flat columns.
   """
-  if noise != "heavy_tail":
+  if noise not in ("heavy_tail", "heavy_tail_unspiked"):
     return jnp.ones(n)
   q = jnp.arange(1, n + 1, dtype=jnp.float32) ** (-exponent)
-  return q / jnp.mean(q)
+  return q / jnp.mean(q) if noise == "heavy_tail" else q
 
 
 def unit_draws(key, cfg: SimConfig) -> jax.Array:
@@ -165,7 +172,7 @@ def unit_draws(key, cfg: SimConfig) -> jax.Array:
   if cfg.noise == "isotropic":
     z = jax.random.normal(key, (n, n))
     return z * (n / jnp.linalg.norm(z))  # uniform on the sphere ||X||_F = n = sqrt(D).
-  # heavy_tail, student_t: Student-t(nu) as Z / sqrt(chi2_nu / nu) with chi2_nu a sum of nu squared
+  # heavy_tail, heavy_tail_unspiked, student_t: Student-t(nu) as Z / sqrt(chi2_nu / nu) with chi2_nu a sum of nu squared
   # normals (exact for integer nu, and no rejection loop under vmap), scaled
   # to unit variance (Var t_nu = nu / (nu - 2)).
   nu = int(cfg.tail_df)
