@@ -291,3 +291,14 @@ def test_stored_config_equal_up_to_fields_added_at_their_default():
   assert config.stored_differences(Later(added=0.7), {"n": 3}) == ["added"]
   assert config.stored_differences(Later(n=4), {"n": 3, "added": 0.5}) == ["n"]
   assert config.stored_differences(Later(), {"n": 3, "added": 0.5, "gone": 1}) == ["gone"]
+
+
+def test_jobs_sharing_an_out_dir_keep_each_others_slices(tmp_path, monkeypatch):
+  calls = []
+  slices = (_gpu_toy("first", calls), _gpu_toy("second", calls, n=5))
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", slices)
+  reproduce.run_all("gpu", str(tmp_path), argv=[], resume=True, only=("first",))
+  # The second job read summary.json before the first wrote it: it must not drop "first".
+  os.remove(tmp_path / reproduce.SUMMARY_NAME)
+  summary = reproduce.run_all("gpu", str(tmp_path), argv=[], resume=True, only=("second",))
+  assert list(summary["experiments"]) == ["first", "second"] and calls == [(2, True), (5, True)]

@@ -95,6 +95,24 @@ def test_student_t_keeps_the_tails_without_the_column_profile():
     assert n / harmonic == pytest.approx(top, abs=0.05)
 
 
+def test_unspiked_reading_caps_every_column_at_the_standard_variance_on_paired_draws():
+  n = 64
+  capped = np.asarray(sd.column_variance(n, "heavy_tail_unspiked", 1.0), np.float64)
+  np.testing.assert_allclose(capped, 1.0 / np.arange(1, n + 1), rtol=1e-6)  # j^-1, maximum 1
+  spiked = np.asarray(sd.column_variance(n, "heavy_tail", 1.0), np.float64)
+  np.testing.assert_allclose(spiked / capped, spiked[0], rtol=1e-5)  # same shape, other scale
+  # Both readings see the same Student-t draws, so their escape times are paired.
+  for noise in ("heavy_tail", "heavy_tail_unspiked"):
+    keys = sd.cell_keys(0, n, noise, 3)
+    np.testing.assert_array_equal(
+      jax.random.key_data(keys[1]), jax.random.key_data(sd.cell_keys(0, n, "heavy_tail", 3)[1])
+    )
+  assert not np.array_equal(
+    jax.random.key_data(sd.cell_keys(0, n, "student_t", 3)[1]),
+    jax.random.key_data(sd.cell_keys(0, n, "heavy_tail", 3)[1]),
+  )
+
+
 @pytest.mark.parametrize("signal", ["aligned", "incoherent"])
 def test_drift_points_away_from_the_saddle(signal):
   lam, mu, w0 = 0.3, 0.2, 0.5

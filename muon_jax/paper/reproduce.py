@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 SUMMARY_NAME = "summary.json"
+# An experiment's summary entry, beside its results.json.
+ENTRY_NAME = "entry.json"
 # Per-slice record of the runs that computed its work (device, versions, commit, command).
 PROVENANCE_NAME = "provenance.json"
 
@@ -93,8 +95,15 @@ def check(scale: str, only: Optional[tuple[str, ...]] = None) -> dict:
 
 
 def _stored_entry(previous: dict, exp: Experiment, cfg_json: dict, folder: str) -> Optional[dict]:
-  """The earlier summary entry of `exp` if its results can be reused as they are."""
-  done = previous.get("experiments", {}).get(exp.name)
+  """The stored summary entry of `exp` if its results can be reused as they are.
+
+  Each experiment keeps its entry in its own folder (ENTRY_NAME), so that jobs running
+  different slices into one shared out_dir never overwrite each other's; an entry only in
+  `previous` (summary.json) is read too.
+  """
+  done = results.load_json(os.path.join(folder, ENTRY_NAME)) or previous.get("experiments", {}).get(
+    exp.name
+  )
   if done and done.get("config") == cfg_json and os.path.exists(_results_path(folder)):
     return done
   return None
@@ -212,14 +221,15 @@ def run_all(
         progress.advance(1, f"{exp.name}: left pending ({why})")
         continue
     entry = _run_one(exp, cfg, folder, scale, summary["provenance"], stored, resume)
+    results.atomic_write_json(os.path.join(folder, ENTRY_NAME), entry)
     summary["experiments"][exp.name] = entry
-    _write_in_order(summary, scale, out_dir)
+    _write_in_order(summary, scale, out_dir, resume)
     progress.advance(
       1,
       f"{exp.name}{' (reused)' if entry.get('resumed') else ''} in {entry['wall_s']:.0f}s: "
       + ", ".join(f"{c['id']} {c['verdict']}" for c in entry["claims"]),
     )
-  _write_in_order(summary, scale, out_dir)
+  _write_in_order(summary, scale, out_dir, resume)
   logging.info("wrote %s and %s", summary_path, os.path.join(out_dir, REPORT_NAME))
   return summary
 
@@ -279,11 +289,19 @@ def _run_one(exp, cfg, folder, scale, prov, stored, resume) -> dict:
   return results.to_json(entry)
 
 
-def _write_in_order(summary: dict, scale: str, out_dir: str) -> None:
-  order = [e.name for e in experiments_at(scale)]
-  summary["experiments"] = {
-    name: summary["experiments"][name] for name in order if name in summary["experiments"]
-  }
+def _write_in_order(summary: dict, scale: str, out_dir: str, resume: bool) -> None:
+  """Writes the summary in registry order, with (on resume) what other jobs stored meanwhile."""
+  entries = {}
+  for exp in experiments_at(scale):
+    folder = os.path.join(out_dir, exp.name)
+    if exp.name in summary["experiments"]:
+      entries[exp.name] = summary["experiments"][exp.name]
+    elif resume:
+      cfg_json = results.to_json(dataclasses.asdict(experiment_config(exp, scale)))
+      stored = _stored_entry({}, exp, cfg_json, folder)
+      if stored:
+        entries[exp.name] = stored
+  summary["experiments"] = entries
   summary["pending"] = [
     r for r in slice_states(scale, out_dir) if r["name"] not in summary["experiments"]
   ]
