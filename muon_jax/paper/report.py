@@ -95,15 +95,16 @@ def _computed_by_rows(summary: dict) -> list[str]:
     "",
     "Who computed each experiment's cells (several rows: a resumed experiment):",
     "",
-    "| experiment | device | versions | commit | command | started (UTC) | cells after |",
-    "|---|---|---|---|---|---|---|",
+    "| experiment | device | versions | commit | command | started (UTC) | wall | cells after |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for name, run in rows:
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
     commit = f"`{(run['commit'] or '?')[:10]}`{' (dirty)' if run['dirty'] else ''}"
     lines.append(
       f"| {name} | {_device_text(run['device'])} | {_cell(versions)} | {commit} | "
-      f"`{_cell(run['command'])}` | {run['started_utc']} | {run.get('cells_after', '')} |"
+      f"`{_cell(run['command'])}` | {run['started_utc']} | {_clock(run.get('wall_s') or 0.0)} | "
+      f"{run.get('cells_after', '')} |"
     )
   return lines
 
@@ -127,13 +128,15 @@ def _provenance_rows(summary: dict) -> list[str]:
   ]
   total = 0.0
   for name, exp in summary["experiments"].items():
-    total += exp["wall_s"]
+    # Work computed by other runs (a GPU slice) counts their wall time, not the re-judging.
+    wall = sum(run.get("wall_s") or 0.0 for run in exp.get("computed_by") or []) or exp["wall_s"]
+    total += wall
     config = ", ".join(
       f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in exp["config"].items()
     )
     at = exp["computed_at"]
     lines.append(
-      f"| {name} | {exp['paper']} | {_clock(exp['wall_s'])}"
+      f"| {name} | {exp['paper']} | {_clock(wall)}"
       + (" (earlier run, reused)" if exp.get("resumed") else "")
       + f" | `{(at['commit'] or '?')[:10]}`{' (dirty)' if at['dirty'] else ''} "
       f"{at['started_utc']} | {_cell(config)} |"

@@ -152,11 +152,12 @@ def _computable_without_accelerator(exp: Experiment, cfg, folder: str, states: d
   return stored == total
 
 
-def _record_run(folder: str, prov: dict, exp: Experiment, cfg) -> list[dict]:
+def _record_run(folder: str, prov: dict, exp: Experiment, cfg, wall_s: float) -> list[dict]:
   """Appends this run to the slice's provenance (what it computed) and returns the list."""
   path = os.path.join(folder, "work", PROVENANCE_NAME)
   runs = results.load_json(path, [])
   entry = {k: prov[k] for k in ("commit", "dirty", "versions", "device", "command", "started_utc")}
+  entry["wall_s"] = round(wall_s, 1)
   if exp.cells is not None:
     entry["cells_after"] = exp.cells(cfg, os.path.join(folder, "work"))[0]
     if runs and runs[-1].get("cells_after") == entry["cells_after"]:
@@ -282,7 +283,7 @@ def _run_one(exp, cfg, folder, scale, prov, stored, resume) -> dict:
   }
   if scale == "gpu":
     entry["computed_by"] = (
-      stored.get("computed_by") if stored else _record_run(folder, prov, exp, cfg)
+      stored.get("computed_by") if stored else _record_run(folder, prov, exp, cfg, wall_s)
     )
   if stored:
     entry["resumed"] = True

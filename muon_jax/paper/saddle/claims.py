@@ -134,16 +134,25 @@ POOLED_KEYS = ("optimizer", "noise", "lam", "kappa", "lr")
 
 
 def _dimension_plans(cfg: SaddleConfig) -> list[tuple[str, str, float, str]]:
-  """(claim family, optimizer, kappa, figure) of the dimension claims the config can test."""
-  plans = [
-    ("fig1a/moderate", "muon", min(cfg.kappas), "fig1a_muon_vs_dimension.png"),
-    ("fig1c", "adamw", min(cfg.kappas), "fig1c_adamw_vs_dimension.png"),
-  ]
-  if max(cfg.kappas) > 1:
-    plans.insert(1, ("fig1a/pronounced", "muon", max(cfg.kappas), "fig1a_muon_vs_dimension.png"))
+  """(claim family, optimizer, kappa, figure) of the dimension claims the config can test.
+
+  The smallest kappa is the moderate regime and the largest, when > 1, the pronounced one; a
+  config with a single kappa > 1 has only the pronounced regime.
+  """
+  low, high = min(cfg.kappas), max(cfg.kappas)
+  plans = []
+  if high == low and low > 1:
+    plans += [("fig1a/pronounced", "muon", high, "fig1a_muon_vs_dimension.png")]
+  else:
+    plans += [("fig1a/moderate", "muon", low, "fig1a_muon_vs_dimension.png")]
+    plans += [("fig1c", "adamw", low, "fig1c_adamw_vs_dimension.png")]
+    if high > 1:
+      plans += [("fig1a/pronounced", "muon", high, "fig1a_muon_vs_dimension.png")]
+  if high > 1:
     # Theorem 3's drift-dominated regime: the largest structural variance ratio.
-    plans.append(("thm3", "adamw", max(cfg.kappas), "tau_star.png"))
-  return [p for p in plans if p[1] in cfg.optimizers]
+    plans += [("thm3", "adamw", high, "tau_star.png")]
+  order = ("fig1a/moderate", "fig1a/pronounced", "fig1c", "thm3")
+  return sorted((p for p in plans if p[1] in cfg.optimizers), key=lambda p: order.index(p[0]))
 
 
 def _dimension_rows(
@@ -166,7 +175,8 @@ def _dimension_rows(
         where = f"{signal}, {noise} noise, λ={lam:g}, κ={kappa:g}, {cfg.steps} steps"
         star = stars[(opt, signal, noise, lam, kappa)]
         group = summary[(opt, signal, noise, lam, kappa, lr)]
-        rows += _tau_star_rows(cfg, family, prefix, star, where)
+        if len(cfg.lrs(opt)) > 1:  # one lr is no sweep: tau* is that lr's tau
+          rows += _tau_star_rows(cfg, family, prefix, star, where)
         rows += _criterion_rows(cfg, family, prefix, opt, lr, group, where, figure)
   return rows
 
