@@ -52,7 +52,7 @@ def main(argv):
     data.validate_corpus_spec(cfg.corpus)
     for spec in cfg.tokenizers:
       data.validate_tokenizer_spec(spec)
-    cli.check_out_dir(FLAGS.out_dir)
+    cli.claim_out_dir(FLAGS.out_dir)
   run(cfg)
 
 

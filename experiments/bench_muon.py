@@ -190,7 +190,7 @@ def main(argv):
   del argv
   with cli.flag_errors():
     cfg = cli.config_from_flags(BenchMuonConfig)
-    cli.check_out_dir(cfg.out_dir)
+    cli.claim_out_dir(cfg.out_dir)
   run(cfg)
 
 

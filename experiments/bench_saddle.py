@@ -109,7 +109,7 @@ def main(argv):
 
   with cli.flag_errors():
     cfg = cli.config_from_flags(BenchSaddleConfig)
-    cli.check_out_dir(cfg.out_dir)
+    cli.claim_out_dir(cfg.out_dir)
   rows = []
   for n in cfg.dims:
     row = bench_one(n, cfg.cells, cfg.steps, cfg.loop_cells, cfg.loop_steps, cfg.repeats, cfg.seed)

@@ -19,19 +19,26 @@ anything compiles.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
 import re
+import shlex
 import sys
 import tempfile
 
 from absl import app, flags
 
 from muon_jax.infra import config as config_lib
+from muon_jax.infra import interrupt
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2
+# `define_flags` defines flags on behalf of the binary that calls it: disclaiming them
+# here makes absl attribute them to that binary, so its --help lists them (not only
+# --helpfull).
+flags.disclaim_key_flags()
 
 
 def define_flags(config_cls, *, exclude=(), defaults=None, prefix=""):
@@ -106,10 +113,73 @@ def check_out_dir(path: str) -> None:
     raise ValueError(f"out_dir={path} is not writable: {e.strerror}") from None
 
 
+def claim_out_dir(path: str, *, owner: bool = True):
+  """`check_out_dir`, then this run's hold on `path`: one run per output folder.
+
+  Takes `path`'s lock (`muon_jax.infra.lock`) until the process exits, and makes every file
+  the process creates from now on not world-writable (`results.forbid_world_writable`).
+  In a multi-process job only process 0 is the `owner` (the others check the folder only).
+
+  Raises:
+    ValueError: the folder is unusable, or another run holds it (one line naming it).
+  """
+  from muon_jax.infra import lock, results
+
+  results.forbid_world_writable()  # first: check_out_dir may create the folder
+  check_out_dir(path)
+  if not owner:
+    return None
+  held = lock.FolderLock(path).acquire()
+  atexit.register(held.release)
+  return held
+
+
+def note_fresh_start(resume: bool, path: str) -> None:
+  """With --resume and nothing at `path` (the file or folder a resume reads: absent, or
+  an empty folder), says in one line that the run starts from scratch."""
+  from muon_jax.infra import lock
+
+  empty = not os.path.exists(path) or (
+    os.path.isdir(path) and not [n for n in os.listdir(path) if n != lock.LOCK_NAME]
+  )
+  if resume and empty:
+    print(
+      f"resume: nothing to resume in {path} (absent or empty); starting from scratch",
+      file=sys.stderr,
+    )
+
+
+def _ids(claims: list, limit: int = 3) -> str:
+  names = [c["id"] for c in claims]
+  more = f", +{len(names) - limit} more" if len(names) > limit else ""
+  return f" ({', '.join(names[:limit])}{more})" if names else ""
+
+
+def claims_headline(claims: list) -> str:
+  """One plain line: how many claims reproduced the paper, did not, are open or untestable."""
+  if not claims:
+    return "claims: none with this config"
+  held = [c for c in claims if c["reproduces"] is True]
+  failed = [c for c in claims if c["reproduces"] is False]
+  untestable = [c for c in claims if c["verdict"] == "untestable"]
+  # A string in "reproduces" marks a row reported but never judged (e.g. update-norm criteria).
+  reported = [c for c in claims if isinstance(c["reproduces"], str)]
+  open_ = [c for c in claims if c["reproduces"] is None and c["verdict"] != "untestable"]
+  parts = [f"{len(held)} reproduced{_ids(held)}", f"{len(failed)} not reproduced{_ids(failed)}"]
+  if open_:
+    parts.append(f"{len(open_)} inconclusive")
+  if untestable:
+    parts.append(f"{len(untestable)} untestable with this config{_ids(untestable)}")
+  if reported:
+    parts.append(f"{len(reported)} reported, not judged")
+  return f"claims: {'; '.join(parts)}"
+
+
 def write_results(out_dir: str, json_name: str, res: dict, figures: dict) -> str:
   """Writes `res` as out_dir/json_name and each figure as out_dir/<stem>.png.
 
-  Prints one line per claim in res["claims"] and the JSON path; returns it.
+  Ends with a short headline: the claims' tally (`claims_headline`), where the figures
+  are and the JSON that holds every claim with its measurement. Returns the JSON path.
   """
   from muon_jax.infra import results
 
@@ -117,9 +187,11 @@ def write_results(out_dir: str, json_name: str, res: dict, figures: dict) -> str
   results.atomic_write_json(path, res)
   for name, fig in figures.items():
     results.save_figure(fig, os.path.join(out_dir, f"{name}.png"))
-  for claim in res.get("claims", ()):
-    print(f"{claim['id']}: {claim['verdict']} -- {claim['measured']}")
-  print(f"wrote {path}")
+  if "claims" in res:
+    print(claims_headline(res["claims"]))
+  if figures:
+    print(f"figures: {len(figures)} PNGs in {out_dir}/ ({', '.join(figures)})")
+  print(f"results: {path}" + (" (every claim with its measurement)" if "claims" in res else ""))
   return path
 
 
@@ -153,6 +225,36 @@ def _parse_flags(argv):
     _fail(e)
 
 
-def run(main) -> None:
-  """`app.run(main)` with absl's parse errors in the project's one-line format."""
-  app.run(main, flags_parser=_parse_flags)
+def resume_command() -> str:
+  """This process's command line with --resume (replacing any --[no]resume given)."""
+  spec = getattr(sys.modules["__main__"], "__spec__", None)
+  program = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
+  args = [a for a in sys.argv[1:] if not re.fullmatch(r"--(no)?resume(=.*)?", a)]
+  return shlex.join([*program, *args, "--resume"])
+
+
+def _stoppable(main):
+  """`main` inside `interrupt.stop_at_safe_points()`: a stop ends in one line, exit 75."""
+
+  def stoppable_main(argv):
+    try:
+      with interrupt.stop_at_safe_points():
+        return main(argv)
+    except (interrupt.Interrupted, KeyboardInterrupt):
+      print(f"interrupted: saved; resume with: {resume_command()}", file=sys.stderr)
+      sys.exit(interrupt.EXIT_INTERRUPTED)
+
+  return stoppable_main
+
+
+def run(main, *, stoppable: bool = False) -> None:
+  """`app.run(main)` with absl's parse errors in the project's one-line format.
+
+  Args:
+    main: the binary's main(argv).
+    stoppable: for binaries with --resume whose work calls `interrupt.check()` at its
+      safe points: SIGINT / SIGTERM stop the run at the next one (what is computed is
+      saved), print `interrupted: saved; resume with: <command> --resume` and exit with
+      status 75 (`interrupt.EXIT_INTERRUPTED`), without a traceback.
+  """
+  app.run(_stoppable(main) if stoppable else main, flags_parser=_parse_flags)

@@ -7,7 +7,8 @@ Without --run_dirs, trains --seeds runs per optimizer with probes into
 --out_dir/<optimizer>/seed<k>/ (muon_jax.paper.landscape). Either way it
 writes to --out_dir: landscape.json (per-run metrics per probe step, the
 Muon - AdamW differences with CIs, claims), fig3_kinematics.png and
-fig4_surfaces.png.
+fig4_surfaces.png. SIGINT / SIGTERM checkpoint the run in progress and stop
+(exit status 75, printing the command that resumes).
 """
 
 from absl import flags
@@ -33,7 +34,9 @@ flags.DEFINE_bool(
 def main(argv):
   del argv
   with cli.flag_errors():
-    cli.check_out_dir(FLAGS.out_dir)
+    if not FLAGS.run_dirs:
+      cli.note_fresh_start(FLAGS.resume, FLAGS.out_dir)
+    cli.claim_out_dir(FLAGS.out_dir)
     if FLAGS.run_dirs:
       res = lx.collect(FLAGS.run_dirs)
     else:
@@ -46,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, stoppable=True)

@@ -6,7 +6,8 @@ Runs Muon and AdamW on a grid of n (--dims) x kappa (--kappas) x seeds, one
 vmapped compile per (optimizer, n), and writes matrix_factorization.json
 (traces, rank-expansion steps, exponents with verdicts, claims) and
 fig2a..fig2d.png. Each finished (optimizer, n) unit is saved at once;
---resume reuses units whose settings match. Paper scale:
+--resume reuses units whose settings match. SIGINT / SIGTERM stop after the
+unit in progress (exit status 75, printing the command that resumes). Paper scale:
 --dims=64,128,256,512,1024 --steps=5000.
 """
 
@@ -32,11 +33,13 @@ def main(argv):
   with cli.flag_errors():
     cfg = cli.config_from_flags(mf.MatrixFactorizationConfig)
     mf.check_config(cfg)
-    cli.check_out_dir(FLAGS.out_dir)
-    res = mf.run(cfg, state_path=os.path.join(FLAGS.out_dir, "units.json"), resume=FLAGS.resume)
+    state_path = os.path.join(FLAGS.out_dir, "units.json")
+    cli.note_fresh_start(FLAGS.resume, state_path)
+    cli.claim_out_dir(FLAGS.out_dir)
+    res = mf.run(cfg, state_path=state_path, resume=FLAGS.resume)
   res["claims"] = mf.claims(res)
   cli.write_results(FLAGS.out_dir, "matrix_factorization.json", res, figures.figures(res))
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, stoppable=True)

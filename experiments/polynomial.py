@@ -29,7 +29,7 @@ def main(argv):
   with cli.flag_errors():
     cfg = cli.config_from_flags(theory.PolynomialConfig)
     theory.check_config(cfg)
-    cli.check_out_dir(FLAGS.out_dir)
+    cli.claim_out_dir(FLAGS.out_dir)
   res = theory.run(cfg)
   res["claims"] = theory.claims(res)
   cli.write_results(FLAGS.out_dir, "polynomial.json", res, figures.figures(res))

@@ -22,7 +22,15 @@ from absl import flags  # noqa: E402
 from experiments import cli  # noqa: E402
 from muon_jax.paper import reproduce  # noqa: E402
 
-flags.DEFINE_enum("scale", "cpu", list(reproduce.SCALES), "Which configs to run.")
+flags.DEFINE_enum(
+  "scale",
+  "cpu",
+  list(reproduce.SCALES),
+  "Which configs to run: cpu, about "
+  + f"{sum(e.minutes['cpu'] for e in reproduce.experiments_at('cpu')):.0f} min on 2 CPU cores; "
+  + f"gpu, about {sum(e.minutes['gpu'] for e in reproduce.experiments_at('gpu')):.0f} device "
+  + "minutes on one H100/H200 in slices (--list gives each experiment's estimate).",
+)
 flags.DEFINE_string("out_dir", "out/reproduce", "Report folder.")
 flags.DEFINE_bool("resume", False, "Reuse finished experiments and stored cells in out_dir.")
 flags.DEFINE_list("only", [], "Run only these experiments or slices (default all; see --list).")
@@ -51,39 +59,48 @@ def _print_list(scale: str, out_dir: str) -> None:
 def main(argv):
   import jax
 
+  from muon_jax.infra import lock, results
+
+  results.forbid_world_writable()
   with cli.flag_errors():
     if argv[1:]:
       raise ValueError(f"unexpected arguments {argv[1:]}")
     reproduce.check(FLAGS.scale, tuple(FLAGS.only))
-    if FLAGS.list:
-      _print_list(FLAGS.scale, FLAGS.out_dir)
-      return
-    cli.check_out_dir(FLAGS.out_dir)
-  compute = True
-  if FLAGS.scale == "gpu" and jax.default_backend() == "cpu" and not FLAGS.allow_cpu:
-    compute = False
+  without_accelerator = FLAGS.scale == "gpu" and jax.default_backend() == "cpu"
+  if without_accelerator:
     print(
-      "warning: --scale=gpu without an accelerator: finishing only slices whose cells are "
-      "all stored (--allow_cpu simulates the rest here)",
+      "warning: --scale=gpu without an accelerator: the estimates are GPU minutes, and a run "
+      "finishes only slices whose cells are all stored (--allow_cpu simulates the rest here)",
       file=sys.stderr,
     )
+  if FLAGS.list:
+    _print_list(FLAGS.scale, FLAGS.out_dir)
+    return
+  with cli.flag_errors():
+    cli.check_out_dir(FLAGS.out_dir)
+  compute = not without_accelerator or FLAGS.allow_cpu
   command = ["python", "-m", "experiments.reproduce", *sys.argv[1:]]
-  summary = reproduce.run_all(
-    FLAGS.scale,
-    FLAGS.out_dir,
-    argv=command,
-    resume=FLAGS.resume,
-    only=tuple(FLAGS.only),
-    compute=compute,
-    max_minutes=FLAGS.max_minutes,
-  )
+  try:
+    summary = reproduce.run_all(
+      FLAGS.scale,
+      FLAGS.out_dir,
+      argv=command,
+      resume=FLAGS.resume,
+      only=tuple(FLAGS.only),
+      compute=compute,
+      max_minutes=FLAGS.max_minutes,
+    )
+  except lock.LockHeld as e:  # another job is on this experiment: its own slice stays its own
+    print(cli.flag_message(e), file=sys.stderr)
+    sys.exit(cli.EXIT_BAD_INPUT)
   rows = [c for e in summary["experiments"].values() for c in e["claims"]]
+  print(cli.claims_headline(rows))
+  if summary["pending"]:
+    print(f"pending: {', '.join(r['name'] for r in summary['pending'])} (see --list)")
   print(
-    f"{len(rows)} claims, {sum(c['reproduces'] is True for c in rows)} reproduce, "
-    f"{len(summary['pending'])} experiments pending; "
-    f"wrote {os.path.join(FLAGS.out_dir, reproduce.REPORT_NAME)}"
+    f"wrote {os.path.join(FLAGS.out_dir, reproduce.REPORT_NAME)} (figures in each experiment's folder)"
   )
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, stoppable=True)

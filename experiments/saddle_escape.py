@@ -1,15 +1,16 @@
 """Saddle-escape grid: is Muon's escape time dimension-free? (Sec 4.1, Figs 1, 5).
 
   python -m experiments.saddle_escape --out_dir out/saddle_escape
-  python -m experiments.saddle_escape --out_dir D --resume   # after a kill
+  python -m experiments.saddle_escape --out_dir D --resume   # after a kill or Ctrl-C
 
-Maps flags to `muon_jax.paper.saddle.SaddleConfig` (one flag per field; --helpfull
-lists ranges and defaults), runs `saddle.run` (saddle_escape.json rewritten
+Maps flags to `muon_jax.paper.saddle.SaddleConfig` (one flag per field; --help
+lists them with ranges and defaults), runs `saddle.run` (saddle_escape.json rewritten
 atomically after every compiled group; --resume reuses its cells), then
 writes the results with the paper's claims (`saddle.claims`) and the figures
 of `muon_jax.paper.figures.saddle`. Wall-clock numbers go to
 saddle_escape_timing.json so the results JSON is identical however the run
-was interrupted.
+was interrupted. SIGINT / SIGTERM stop it after the group in progress is saved,
+with exit status 75 and the command that resumes it.
 """
 
 import os
@@ -41,7 +42,8 @@ def main(argv):
     if argv[1:]:
       raise ValueError(f"unexpected arguments {argv[1:]}")
     cfg = cli.config_from_flags(saddle.SaddleConfig)
-    cli.check_out_dir(FLAGS.out_dir)
+    cli.note_fresh_start(FLAGS.resume, path)
+    cli.claim_out_dir(FLAGS.out_dir)
     if FLAGS.resume:
       try:
         saddle.resumable_cells(cfg, path)
@@ -57,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, stoppable=True)

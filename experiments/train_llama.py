@@ -48,7 +48,8 @@ def main(argv):
     probe = _probe_config() if FLAGS.probe_steps else None
     cfg = cli.config_from_flags(TrainConfig, probe=probe)
     train.validate_config(cfg)
-    cli.check_out_dir(cfg.out_dir)
+    train.check_settings_act(cfg, {name for name in FLAGS if FLAGS[name].present})
+    cli.claim_out_dir(cfg.out_dir, owner=cfg.process_id == 0)
     train.initialize_distributed(cfg)
     summary = train.run(cfg)
   logging.info(

@@ -379,9 +379,11 @@ def test_comparison_pairs_seeds_and_judges_by_ci(tmp_path):
     _write_runs(tmp_path / "swap", {"adamw": SEEDED["muon"], "muon": SEEDED["adamw"]})
   )
   assert all(c["verdict"] == "does not hold" for c in lx.claims(swapped))
-  # One seed each: no CI, so nothing can be claimed.
+  # One seed each: no CI, so nothing can be claimed: untestable with this config, and why.
   single = lx.collect(_write_runs(tmp_path / "one", {k: v[:1] for k, v in SEEDED.items()}))
-  assert all(c["verdict"] == "inconclusive" and c["reproduces"] is None for c in lx.claims(single))
+  for c in lx.claims(single):
+    assert c["verdict"] == "untestable" and c["reproduces"] is None
+    assert "a paired t CI needs two seeds" in c["measured"]
 
 
 def test_claims_untestable_without_both_optimizers(tmp_path):

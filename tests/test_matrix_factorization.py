@@ -356,3 +356,42 @@ def test_check_config_names_the_field(change, match):
     mf.check_config(dataclasses.replace(cfg, **change))
   with pytest.raises(ValueError, match=match):
     mf.run(dataclasses.replace(cfg, **change))  # checked before anything compiles
+
+
+def test_single_value_grid_runs_labels_claims_untestable_and_notes_empty_panels():
+  import io
+  import warnings
+
+  from muon_jax.paper.figures import matrix_factorization as mf_figures
+
+  # One n, one kappa, one seed; a threshold no rank-4 estimator reaches: nothing expands.
+  cfg = mf.MatrixFactorizationConfig(
+    dims=(6,),
+    kappas=(10.0,),
+    seeds=1,
+    rank=4,
+    batch=4,
+    steps=6,
+    dense_steps=6,
+    threshold_factor=100.0,
+  )
+  assert set(mf.untestable_claims(dataclasses.asdict(cfg))) == {
+    "fig2a",
+    "fig2b",
+    "fig2c (vs AdamW)",
+    "fig2d",
+  }
+  res = mf.run(cfg)
+  rows = {c["id"]: c for c in mf.claims(res)}
+  # (No step 20 in 6 steps: the fig2c contrast is not drawn up at all.)
+  for cid in ("fig2a", "fig2b", "fig2d"):
+    assert rows[cid]["verdict"] == "untestable" and rows[cid]["reproduces"] is None
+  assert "one n (dims=6)" in rows["fig2b"]["measured"]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no library warning, no failing log axis
+    figs = mf_figures.figures(res)
+    for fig in figs.values():
+      fig.savefig(io.BytesIO(), format="png")
+  for name in ("fig2b", "fig2d"):
+    notes = [t.get_text() for t in figs[name].axes[0 if name == "fig2d" else 1].texts]
+    assert any(t.startswith("no data: no run's effective rank reached") for t in notes), name

@@ -216,3 +216,46 @@ def test_censored_exponent_bad_input():
     stats.censored_exponent(d, [0.0, 2.0], [True, True])
   with pytest.raises(ValueError, match="n_boot must be >= 0"):
     stats.censored_exponent(d, [1.0, 2.0], [True, True], n_boot=-1)
+
+
+def test_batched_kaplan_meier_medians_equal_lifelines_on_the_repeated_runs():
+  # Tied times, censoring at the budget and a median that is never reached: each row's
+  # median is kaplan_meier_median's of the runs repeated by their integer weights.
+  from muon_jax.stats.exponents import kaplan_meier_medians
+
+  rng = np.random.default_rng(3)
+  tau = np.minimum(rng.integers(1, 12, 10), 9).astype(float)
+  escaped = tau < 9
+  weights = rng.integers(0, 4, (40, tau.size)).astype(float)
+  weights[0] = 1.0
+  weights[1] = np.where(escaped, 0.0, 1.0) + np.eye(tau.size)[np.argmax(escaped)]
+  got = kaplan_meier_medians(tau, escaped, weights)
+  for w, median in zip(weights, got):
+    reps = np.repeat(np.arange(tau.size), w.astype(int))
+    assert median == stats.kaplan_meier_median(tau[reps], escaped[reps])[0]
+  assert got[1] == np.inf  # one escape among mostly censored runs.
+  assert np.all(kaplan_meier_medians(tau, np.zeros(tau.size, bool), weights) == np.inf)
+
+
+def test_censored_exponent_resamples_refit_the_point_estimate():
+  # Unit weights give censored_exponent's estimate; weights that keep only the escapes at
+  # the largest D (all else trapped) give its unbounded slope, -inf.
+  from muon_jax.stats.exponents import censored_exponent_resamples
+
+  rng = np.random.default_rng(4)
+  d, tau, escaped = _censored_sample(0.5, rng)
+  fit = stats.censored_exponent(d, tau, escaped, n_boot=0)
+  only_top = np.where((d == max(DIMS)) | ~escaped, 1.0, 0.0)
+  alpha = censored_exponent_resamples(d, tau, escaped, np.stack([np.ones(d.size), only_top]))
+  assert alpha[0] == pytest.approx(fit["exponent"], abs=1e-8)
+  assert escaped[d == max(DIMS)].any() and alpha[1] == -np.inf
+  with pytest.raises(ValueError, match="weights"):
+    censored_exponent_resamples(d, tau, escaped, np.ones(d.size))
+
+
+def test_order_statistic_ci_keeps_infinite_ends():
+  from muon_jax.stats.exponents import order_statistic_ci
+
+  samples = np.r_[np.linspace(0.0, 1.0, 90), np.full(10, np.inf)]
+  low, high = order_statistic_ci(samples)
+  assert high == np.inf and 0 <= low < 0.05

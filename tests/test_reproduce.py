@@ -93,15 +93,37 @@ def test_report_has_one_row_per_claim_and_the_provenance():
   assert "| total | | 1m06s | | |" in text
 
 
-def test_committed_cpu_report_matches_its_summary():
-  summary = results.load_json(os.path.join(ROOT, "results", "cpu", reproduce.SUMMARY_NAME))
-  assert summary is not None, "results/cpu/summary.json is missing"
-  with open(os.path.join(ROOT, "results", "cpu", reproduce.REPORT_NAME)) as f:
+@pytest.mark.parametrize("scale", reproduce.SCALES)
+def test_committed_report_matches_its_summary_and_every_experiment_is_reusable(scale):
+  folder = os.path.join(ROOT, "results", scale)
+  summary = results.load_json(os.path.join(folder, reproduce.SUMMARY_NAME))
+  assert summary is not None, f"results/{scale}/summary.json is missing"
+  with open(os.path.join(folder, reproduce.REPORT_NAME)) as f:
     assert f.read() == reproduce.render_report(summary)
   for name, exp in summary["experiments"].items():
     for claim in exp["claims"]:
       if claim["figure"]:
-        assert os.path.exists(os.path.join(ROOT, "results", "cpu", name, claim["figure"]))
+        assert os.path.exists(os.path.join(folder, name, claim["figure"]))
+  # `--resume` reuses every rendered experiment: its results and entry are committed.
+  states = {r["name"]: r["state"] for r in reproduce.slice_states(scale, folder)}
+  assert all(states[name] == "done" for name in summary["experiments"])
+  assert {r["name"] for r in summary["pending"]} == {n for n, s in states.items() if s != "done"}
+
+
+def test_gpu_report_rerenders_without_an_accelerator_and_without_recomputing(tmp_path):
+  import shutil
+
+  slice_dir = os.path.join(ROOT, "results", "gpu", "gpu_adamw_thm3")
+  shutil.copytree(slice_dir, tmp_path / "gpu_adamw_thm3")
+  cells_before = (tmp_path / "gpu_adamw_thm3" / "work" / "cells.json").read_bytes()
+  summary = reproduce.run_all(
+    "gpu", str(tmp_path), argv=["reproduce"], resume=True, compute=False, only=("gpu_adamw_thm3",)
+  )
+  assert (tmp_path / "gpu_adamw_thm3" / "work" / "cells.json").read_bytes() == cells_before
+  entry = summary["experiments"]["gpu_adamw_thm3"]
+  assert entry["resumed"] and entry["computed_by"][0]["device"]["kind"] == "NVIDIA H200"
+  committed = results.load_json(os.path.join(slice_dir, "entry.json"))
+  assert [c["verdict"] for c in entry["claims"]] == [c["verdict"] for c in committed["claims"]]
 
 
 @pytest.mark.parametrize("scale", reproduce.SCALES)
@@ -302,3 +324,16 @@ def test_jobs_sharing_an_out_dir_keep_each_others_slices(tmp_path, monkeypatch):
   os.remove(tmp_path / reproduce.SUMMARY_NAME)
   summary = reproduce.run_all("gpu", str(tmp_path), argv=[], resume=True, only=("second",))
   assert list(summary["experiments"]) == ["first", "second"] and calls == [(2, True), (5, True)]
+
+
+def test_a_second_job_on_the_same_slice_is_refused_while_other_slices_go_on(tmp_path, monkeypatch):
+  from muon_jax.infra import lock
+
+  calls = []
+  slices = (_gpu_toy("first", calls), _gpu_toy("second", calls, n=5))
+  monkeypatch.setattr(reproduce, "EXPERIMENTS", slices)
+  with lock.hold(str(tmp_path / "first")):
+    with pytest.raises(lock.LockHeld, match=r"first"):
+      reproduce.run_all("gpu", str(tmp_path), argv=[], resume=True, only=("first",))
+    summary = reproduce.run_all("gpu", str(tmp_path), argv=[], resume=True, only=("second",))
+  assert list(summary["experiments"]) == ["second"] and calls == [(5, True)]

@@ -2,9 +2,14 @@
 
 import json
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from binaries import error_lines, run_module
+from binaries import ROOT, error_lines, run_module
 
 from muon_jax.infra import results
 
@@ -93,6 +98,8 @@ def test_resume_after_kill_gives_the_same_json(full_run, tmp_path):
     (["--success_level=1"], "--success_level=1.0 is out of range"),
     (["--dims=1,8"], "--dims=1 is out of range"),
     (["--noises=pink"], "--noises='pink' is not allowed"),
+    # One n cannot give an exponent against D: refused before anything computes.
+    (["--dims=64"], "--dims=64: needs at least 2 values"),
   ],
 )
 def test_binary_bad_flag_is_one_line_exit_2(tmp_path, args, flag):
@@ -101,3 +108,45 @@ def test_binary_bad_flag_is_one_line_exit_2(tmp_path, args, flag):
   lines = error_lines(proc)
   assert len(lines) == 1 and lines[0].startswith("error: ") and flag in lines[0], proc.stderr
   assert not os.listdir(tmp_path)  # nothing ran, nothing written
+
+
+def test_help_lists_the_binarys_own_flags(tmp_path):
+  proc = _run(["--help"], tmp_path)  # absl's usage exit status: 1
+  # The config's flags (defined through experiments.cli) with their docs, not only --helpfull.
+  assert "--dims: matrix sides n (D = n^2)" in proc.stdout
+  assert "at least 2 values" in proc.stdout and "--[no]resume: Reuse the cells" in proc.stdout
+
+
+def test_sigint_stops_at_a_group_boundary_and_resumes(tmp_path):
+  # Three compiled groups (n = 4, 6, 8); SIGINT once the first is on disk.
+  keep = [a for a in TINY if not a.startswith(("--dims=", "--kappas="))]
+  args = [*keep, "--dims=4,6,8", "--kappas=1", f"--out_dir={tmp_path}"]
+  checkpoint = tmp_path / "saddle_escape.json"
+  proc = subprocess.Popen(
+    [sys.executable, "-m", "experiments.saddle_escape", *args],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  deadline = time.monotonic() + 300
+  while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 75, stderr[-3000:]
+  assert "Traceback" not in stderr
+  last = stderr.strip().splitlines()[-1]
+  command = "python -m experiments.saddle_escape " + shlex.join(args) + " --resume"
+  assert last == f"interrupted: saved; resume with: {command}"
+  partial = _load(checkpoint)
+  assert not partial["complete"] and 0 < len(partial["cells"]) < 3 * 8
+
+  resumed = run_module(*shlex.split(last.split("resume with: python -m ")[1]))
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  doc = _load(checkpoint)
+  assert doc["complete"] and len(doc["cells"]) == 3 * 8
+  # Only the groups left are computed (8 cells each), the stored ones restored.
+  assert resumed.stderr.count("saddle cells: ") == (24 - len(partial["cells"])) // 8
+  assert "saddle cells: 24/24" in resumed.stderr
+  assert resumed.stdout.startswith("claims: ")

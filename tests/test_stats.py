@@ -58,3 +58,4 @@ def test_difference_verdict_rejects_unknown_direction_and_reproduces_maps_verdic
   assert stats.reproduces("holds", "holds") is True
   assert stats.reproduces("grows", "dimension-free") is False
   assert stats.reproduces("inconclusive", "holds") is None
+  assert stats.reproduces("not decided", "grows") is None  # too few finite points

@@ -32,6 +32,8 @@ def field(
   choices: Sequence[str] | None = None,
   nonempty: bool = True,
   unique: bool = True,
+  min_len: int = 0,
+  min_len_reason: str = "",
 ):
   """A config field with a one-line doc and what values it accepts.
 
@@ -44,6 +46,8 @@ def field(
     choices: allowed strings (for a str field or every element of a tuple).
     nonempty: tuple fields must have at least one element.
     unique: tuple fields must not repeat an element.
+    min_len, min_len_reason: tuple fields need at least min_len elements, because
+      min_len_reason (what the experiment cannot compute with fewer).
 
   Returns:
     A `dataclasses.field` with the metadata `check` and the flag helper read.
@@ -57,6 +61,8 @@ def field(
     "choices": tuple(choices) if choices is not None else None,
     "nonempty": nonempty,
     "unique": unique,
+    "min_len": min_len,
+    "min_len_reason": min_len_reason,
   }
   return dataclasses.field(default=default, metadata={_META: meta})
 
@@ -98,6 +104,8 @@ def describe(cls, name: str) -> str:
   rng = _range_text(meta) if spec(f) else ""
   if rng:
     parts.append(rng)
+  if spec(f) and meta["min_len"] > 1:
+    parts.append(f"at least {meta['min_len']} values")
   default = f.default
   if isinstance(default, tuple):
     default = ",".join(str(x) for x in default)
@@ -141,6 +149,11 @@ def check(config) -> None:
         raise ValueError(f"{f.name} must not be empty")
       if meta["unique"] and len(set(value)) != len(value):
         raise ValueError(f"{f.name} has duplicate values: {','.join(map(str, value))}")
+      if len(value) < meta["min_len"]:
+        raise ValueError(
+          f"{f.name}={','.join(map(str, value))}: needs at least {meta['min_len']} values "
+          f"({meta['min_len_reason']})"
+        )
       for v in value:
         _check_scalar(f.name, v, meta)
     elif value is not None:

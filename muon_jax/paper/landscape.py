@@ -31,6 +31,7 @@ from muon_jax import stats
 from muon_jax.lm import trainer as train_lib
 from muon_jax.infra.config import field
 from muon_jax.lm import llama
+from muon_jax.infra import interrupt
 from muon_jax.infra.progress import Progress
 
 
@@ -142,9 +143,13 @@ def run(cfg: LandscapeConfig, out_dir: str, *, resume: bool = False) -> dict:
   progress = Progress(len(runs), "landscape runs")
   run_dirs = []
   for opt, seed in runs:
+    interrupt.check()  # a safe point: every finished run is on disk
     run_dir = os.path.join(out_dir, opt, f"seed{seed}")
     summary = train_lib.run(train_config(cfg, opt, seed, run_dir, resume))
     run_dirs.append(run_dir)
+    if summary["status"] == "preempted":
+      # The trainer took the signal itself and checkpointed this run: stop here too.
+      raise interrupt.Interrupted(f"{opt} seed {seed} preempted")
     progress.advance(
       1, f"{opt} seed {seed}: final loss {summary['final_loss']} ({summary['status']})"
     )
@@ -292,6 +297,14 @@ def claims(res: dict) -> list[dict]:
       )
       continue
     gap = comp[name]
+    if gap["n"] < 2:
+      # One pair (seeds=1) has no t CI: no verdict, rather than an "inconclusive" one.
+      gap = {
+        **gap,
+        "verdict": "untestable",
+        "ci_low": None,
+        "mean": float("nan") if gap["mean"] is None else gap["mean"],
+      }
     what = (
       f"log10 {name.replace('_', ' ')}" if gap["transform"] == "log10" else name.replace("_", " ")
     )
@@ -304,7 +317,7 @@ def claims(res: dict) -> list[dict]:
         "measured": f"{gap['mean']:+.4g} [{gap['ci_low']:+.4g}, {gap['ci_high']:+.4g}] "
         f"(n={gap['n']})"
         if gap["ci_low"] is not None
-        else f"{gap['mean']:+.4g} (n={gap['n']}, no CI)",
+        else f"{gap['mean']:+.4g} (n={gap['n']}, no CI: a paired t CI needs two seeds)",
         "verdict": gap["verdict"],
         "reproduces": stats.reproduces(gap["verdict"], "holds"),
         "figure": figure,

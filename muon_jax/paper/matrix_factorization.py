@@ -36,6 +36,7 @@ from absl import logging
 
 from muon_jax.infra import config
 from muon_jax import stats
+from muon_jax.infra import interrupt
 from muon_jax.infra import results
 from muon_jax.infra.config import field
 from muon_jax.transform import muon
@@ -104,6 +105,26 @@ def check_config(cfg: MatrixFactorizationConfig) -> None:
         f"dims={n}: the estimator rank min(rank, n) = {cfg.estimator_rank(n)} must exceed "
         f"active_rank={cfg.active_rank} so that dormant columns exist"
       )
+
+
+def untestable_claims(cfg: dict) -> dict:
+  """{claim id: why the config cannot test it}, from the config alone (before any compute).
+
+  Args:
+    cfg: the config as a dict (`dataclasses.asdict` or a results' "config").
+  """
+  out = {}
+  both = {"muon", "adamw"} <= set(cfg["optimizers"])
+  pairs = cfg["seeds"] * len(cfg["dims"])
+  if both and pairs * len(cfg["kappas"]) < 2:
+    out["fig2a"] = "one paired run (seeds x dims x kappas = 1): a t CI needs two"
+  if both and pairs < 2:
+    out["fig2c (vs AdamW)"] = "one paired run per kappa (seeds x dims = 1): a t CI needs two"
+  if len(cfg["dims"]) < 2:
+    out["fig2b"] = f"one n (dims={cfg['dims'][0]}): an exponent against n needs two"
+  if len(cfg["kappas"]) < 2:
+    out["fig2d"] = f"one kappa (kappas={cfg['kappas'][0]:g}): an exponent against kappa needs two"
+  return out
 
 
 def target_spectrum(n: int, kappa) -> jax.Array:
@@ -470,6 +491,8 @@ def run(
     "nonfinite", "summary"}; see `run_single` and `summarize`.
   """
   check_config(cfg)
+  for claim_id, reason in untestable_claims(dataclasses.asdict(cfg)).items():
+    logging.warning("%s will be untestable: %s", claim_id, reason)
   settings = results.to_json(
     {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("dims", "optimizers")}
   )
@@ -491,6 +514,8 @@ def run(
       logging.info("resume: %s already done", name)
       units[(opt, n)] = unit_from_json(saved[name])
       continue
+    if state_path:
+      interrupt.check()  # a safe point: every finished unit is in state_path
     out = run_grid(cfg, n, opt)
     # Summaries are computed in float64, as from a reloaded unit, so a resumed
     # or re-summarized run gives the same numbers.
@@ -551,7 +576,21 @@ def _fmt_fit(fit: dict | None) -> str:
   )
 
 
-def _exponent_claim(claim_id, paper, criterion, fit, figure):
+def _untestable_claim(claim_id, paper, criterion, reason, figure):
+  return {
+    "id": claim_id,
+    "paper": paper,
+    "criterion": criterion,
+    "measured": f"untestable: {reason}",
+    "verdict": "untestable",
+    "reproduces": None,
+    "figure": figure,
+  }
+
+
+def _exponent_claim(claim_id, paper, criterion, fit, figure, untestable=None):
+  if claim_id in (untestable or {}):
+    return _untestable_claim(claim_id, paper, criterion, untestable[claim_id], figure)
   verdict = "inconclusive" if fit is None else fit["verdict"]
   reproduced = stats.reproduces(verdict, "dimension-free")
   if fit is not None and fit["censored"] and reproduced:
@@ -572,24 +611,41 @@ def _exponent_claim(claim_id, paper, criterion, fit, figure):
   }
 
 
+def _gap_claim(claim_id, paper, criterion, gap, figure, untestable):
+  """A paired Muon - AdamW claim row (untestable when the config gives fewer than two pairs)."""
+  if claim_id in untestable:
+    return _untestable_claim(claim_id, paper, criterion, untestable[claim_id], figure)
+  mean, low, high = (
+    "n/a" if gap[k] is None else f"{gap[k]:+.3f}" for k in ("mean", "ci_low", "ci_high")
+  )
+  return {
+    "id": claim_id,
+    "paper": paper,
+    "criterion": criterion,
+    "measured": f"{mean} [{low}, {high}] (n={gap['n']})",
+    "verdict": gap["verdict"],
+    "reproduces": stats.reproduces(gap["verdict"], "holds"),
+    "figure": figure,
+  }
+
+
 def claims(res: dict) -> list[dict]:
   """The paper's Figure 2 claims, judged on a `run` result."""
   summary, out = res["summary"], []
   cfg = res["config"]
+  untestable = untestable_claims(cfg)
   gap = summary.get("muon_minus_adamw_log10_final_loss")
   if gap is not None:
     out.append(
-      {
-        "id": "fig2a",
-        "paper": "Muon's loss descends precipitously, below AdamW's.",
-        "criterion": "mean over (n, kappa, seed) of log10 final expected loss, Muon - AdamW, "
+      _gap_claim(
+        "fig2a",
+        "Muon's loss descends precipitously, below AdamW's.",
+        "mean over (n, kappa, seed) of log10 final expected loss, Muon - AdamW, "
         "95% t CI; holds iff the CI lies below 0",
-        "measured": f"{gap['mean']:+.3f} [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}] "
-        f"(n={gap['n']})",
-        "verdict": gap["verdict"],
-        "reproduces": stats.reproduces(gap["verdict"], "holds"),
-        "figure": "fig2a.png",
-      }
+        gap,
+        "fig2a.png",
+        untestable,
+      )
     )
   if "muon" in summary:
     muon_summary = summary["muon"]
@@ -602,6 +658,7 @@ def claims(res: dict) -> list[dict]:
         f"exponent_verdict",
         muon_summary["exponent_vs_n"],
         "fig2b.png",
+        untestable,
       )
     )
     worst = muon_summary["max_expansion_step_at_largest_kappa"]
@@ -624,18 +681,16 @@ def claims(res: dict) -> list[dict]:
     contrast = summary.get(f"muon_minus_adamw_log10_erank_at_step_{WITHIN_STEPS}")
     if contrast is not None:
       out.append(
-        {
-          "id": "fig2c (vs AdamW)",
-          "paper": "AdamW's rank crawls while Muon's expands abruptly.",
-          "criterion": f"log10 effective rank at step {WITHIN_STEPS}, Muon - AdamW, paired over "
+        _gap_claim(
+          "fig2c (vs AdamW)",
+          "AdamW's rank crawls while Muon's expands abruptly.",
+          f"log10 effective rank at step {WITHIN_STEPS}, Muon - AdamW, paired over "
           f"n and seeds at kappa = {max(cfg['kappas']):g}, 95% t CI; holds iff the "
           "CI lies above 0",
-          "measured": f"{contrast['mean']:+.3f} [{contrast['ci_low']:+.3f}, "
-          f"{contrast['ci_high']:+.3f}] (n={contrast['n']})",
-          "verdict": contrast["verdict"],
-          "reproduces": stats.reproduces(contrast["verdict"], "holds"),
-          "figure": "fig2c.png",
-        }
+          contrast,
+          "fig2c.png",
+          untestable,
+        )
       )
     out.append(
       _exponent_claim(
@@ -645,6 +700,7 @@ def claims(res: dict) -> list[dict]:
         f"bootstrap CI, exponent_verdict (its band read as kappa-invariance)",
         muon_summary["exponent_vs_kappa"],
         "fig2d.png",
+        untestable,
       )
     )
   return out

@@ -177,6 +177,22 @@ CPU_EXPERIMENTS = (
     ),
     minutes={"cpu": 5.5},
   ),
+  # Fig 5 under both readings of the power-law profile and the paper's isotropic modality,
+  # in both geometries (the spiked column loads S's column only with S = E_11).
+  _saddle_experiment(
+    "saddle_noise_readings",
+    "Fig 5a-b: readings of the heavy-tail profile, isotropic noise, both geometries",
+    {
+      "cpu": {
+        **_NOISE_ABLATION,
+        "signals": ("aligned", "incoherent"),
+        "kappas": (1.0,),
+        "noises": ("standard", "isotropic", "heavy_tail", "heavy_tail_unspiked"),
+      }
+    },
+    keep=lambda cid, cfg: cid.startswith("fig5"),
+    minutes={"cpu": 6.0},
+  ),
   Experiment(
     name="polynomial",
     paper="Lemma 2, Lemma 3, Sec 10.1, Lemma 9",

@@ -19,7 +19,8 @@ from typing import Optional
 
 from absl import logging
 
-from muon_jax.infra import results
+from muon_jax.infra import config as config_lib
+from muon_jax.infra import interrupt, lock, results
 from muon_jax.infra.progress import Progress
 from muon_jax.paper.registry import SCALES, EXPERIMENTS, Experiment, experiment_config
 from muon_jax.paper.report import CLAIM_KEYS, REPORT_NAME, render_report
@@ -94,7 +95,7 @@ def check(scale: str, only: Optional[tuple[str, ...]] = None) -> dict:
   return configs
 
 
-def _stored_entry(previous: dict, exp: Experiment, cfg_json: dict, folder: str) -> Optional[dict]:
+def _stored_entry(previous: dict, exp: Experiment, cfg, folder: str) -> Optional[dict]:
   """The stored summary entry of `exp` if its results can be reused as they are.
 
   Each experiment keeps its entry in its own folder (ENTRY_NAME), so that jobs running
@@ -104,7 +105,11 @@ def _stored_entry(previous: dict, exp: Experiment, cfg_json: dict, folder: str) 
   done = results.load_json(os.path.join(folder, ENTRY_NAME)) or previous.get("experiments", {}).get(
     exp.name
   )
-  if done and done.get("config") == cfg_json and os.path.exists(_results_path(folder)):
+  if (
+    done
+    and not config_lib.stored_differences(cfg, done.get("config", {}))
+    and os.path.exists(_results_path(folder))
+  ):
     return done
   return None
 
@@ -128,9 +133,8 @@ def slice_states(scale: str, out_dir: str) -> list[dict]:
   for exp in experiments_at(scale):
     cfg = experiment_config(exp, scale)
     folder = os.path.join(out_dir, exp.name)
-    cfg_json = results.to_json(dataclasses.asdict(cfg))
     row = {"name": exp.name, "paper": exp.paper, "minutes": exp.minutes.get(scale)}
-    if _stored_entry(summary, exp, cfg_json, folder):
+    if _stored_entry(summary, exp, cfg, folder):
       row["state"] = "done"
     elif exp.cells is not None:
       stored, total = exp.cells(cfg, os.path.join(folder, "work"))
@@ -210,19 +214,24 @@ def run_all(
     },
   }
   chosen = [e for e in experiments_at(scale) if e.name in configs]
-  progress = Progress(len(chosen), f"reproduce ({scale})")
+  progress = Progress(
+    len(chosen), f"reproduce ({scale})", costs=[e.minutes.get(scale, 1.0) for e in chosen]
+  )
   for exp in chosen:
+    interrupt.check()  # a safe point between experiments: summary and report are written
     cfg = configs[exp.name]
     folder = os.path.join(out_dir, exp.name)
     states = {r["name"]: r["state"] for r in slice_states(scale, out_dir)}
-    stored = _stored_entry(previous, exp, results.to_json(dataclasses.asdict(cfg)), folder)
+    stored = _stored_entry(previous, exp, cfg, folder)
     if not stored:
       why = _why_not_now(exp, cfg, folder, states, compute, max_minutes, started, scale)
       if why:
         progress.advance(1, f"{exp.name}: left pending ({why})")
         continue
-    entry = _run_one(exp, cfg, folder, scale, summary["provenance"], stored, resume)
-    results.atomic_write_json(os.path.join(folder, ENTRY_NAME), entry)
+    # One job per experiment folder; jobs on other slices of the same out_dir go on.
+    with lock.hold(folder):
+      entry = _run_one(exp, cfg, folder, scale, summary["provenance"], stored, resume)
+      results.atomic_write_json(os.path.join(folder, ENTRY_NAME), entry)
     summary["experiments"][exp.name] = entry
     _write_in_order(summary, scale, out_dir, resume)
     progress.advance(
@@ -298,8 +307,7 @@ def _write_in_order(summary: dict, scale: str, out_dir: str, resume: bool) -> No
     if exp.name in summary["experiments"]:
       entries[exp.name] = summary["experiments"][exp.name]
     elif resume:
-      cfg_json = results.to_json(dataclasses.asdict(experiment_config(exp, scale)))
-      stored = _stored_entry({}, exp, cfg_json, folder)
+      stored = _stored_entry({}, exp, experiment_config(exp, scale), folder)
       if stored:
         entries[exp.name] = stored
   summary["experiments"] = entries

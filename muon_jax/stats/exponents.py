@@ -310,19 +310,93 @@ def censored_exponent(D, tau, escaped, *, n_boot: int = 1000, seed: int = 0, ci:
     np.add.at(counts_BxN, (np.arange(n_boot)[:, None], idx[picks]), 1.0)
   boot_frac = np.stack([counts_BxN[:, idx] @ e[idx] / idx.size for idx in members], axis=1)
   frac_slopes = np.polyfit(log_dims, boot_frac.T, 1)[0]
-  boot_theta, _, _ = _lognormal_aft_newton(x, y, e, counts_BxN)
-  # Tied times (s -> 0) leave Newton's last iterate, whose slope has converged.
-  boot_unbounded = _unbounded_slope(counts_BxN, members, e)
-  boot_alpha = np.where(
-    np.isinf(boot_unbounded), boot_unbounded, boot_theta[:, 1] / boot_theta[:, 2]
-  )
-  boot_ci = (
-    float(np.quantile(boot_alpha, q, method="lower")),
-    float(np.quantile(boot_alpha, 1 - q, method="higher")),
-  )
+  boot_alpha = _weighted_exponents(x, y, e, members, counts_BxN)
   return {
     **out,
-    "ci": boot_ci,
+    "ci": order_statistic_ci(boot_alpha, ci),
     "ci_method": "bootstrap",
     "escape_fraction_slope_ci": tuple(float(v) for v in np.quantile(frac_slopes, [q, 1 - q])),
   }
+
+
+def _weighted_exponents(x, y, escaped, members, weights_BxN) -> np.ndarray:
+  """The censored exponent's estimate under each row of observation weights (+-inf unbounded)."""
+  alpha = _unbounded_slope(weights_BxN, members, escaped)
+  # Newton would chase an unbounded row's slope for all its iterations; rows are fitted
+  # independently, so leaving those rows out changes no other row's estimate.
+  bounded = ~np.isinf(alpha)
+  if bounded.any():
+    theta, _, _ = _lognormal_aft_newton(x, y, escaped, weights_BxN[bounded])
+    # Tied times (s -> 0) leave Newton's last iterate, whose slope has converged.
+    alpha[bounded] = theta[:, 1] / theta[:, 2]
+  return alpha
+
+
+def censored_exponent_resamples(D, tau, escaped, weights_BxN) -> np.ndarray:
+  """`censored_exponent`'s point estimate under each row of observation weights, batched.
+
+  The weights are bootstrap counts (a resample as multiplicities of the runs); a run
+  with weight 0 is left out. This is the estimator `censored_exponent`'s own bootstrap
+  refits, for resampling schemes it does not cover (a selection redone per resample).
+
+  Args:
+    D, tau, escaped: (N,) as in `censored_exponent` (at least two distinct D).
+    weights_BxN: (B, N) non-negative weights; every row must weigh two distinct D.
+
+  Returns:
+    (B,) exponents: -inf / +inf where the weighted likelihood has no finite maximum
+    (escapes at one D only) or there is no escape (+inf, trapped), as in
+    `censored_exponent`.
+  """
+  d = np.asarray(D, np.float64).ravel()
+  t = np.asarray(tau, np.float64).ravel()
+  e = np.asarray(escaped, bool).ravel()
+  w = np.asarray(weights_BxN, np.float64)
+  if not d.shape == t.shape == e.shape or w.ndim != 2 or w.shape[1] != d.size:
+    raise ValueError(f"need (N,) D, tau, escaped and (B, N) weights, got {d.size} and {w.shape}")
+  if np.any(d <= 0) or np.any(t <= 0) or np.any(w < 0):
+    raise ValueError("D and tau must be positive and weights non-negative")
+  dims = np.unique(d)
+  if dims.size < 2:
+    raise ValueError("D needs at least two distinct values to fit an exponent")
+  members = [np.flatnonzero(d == v) for v in dims]
+  return _weighted_exponents(np.log(d), np.log(t), e, members, w)
+
+
+def order_statistic_ci(samples, ci: float = 0.95) -> tuple[float, float]:
+  """Percentile CI of bootstrap samples as order statistics, so an infinite end stays infinite."""
+  q = (1 - ci) / 2
+  samples = np.asarray(samples, np.float64)
+  return (
+    float(np.quantile(samples, q, method="lower")),
+    float(np.quantile(samples, 1 - q, method="higher")),
+  )
+
+
+def kaplan_meier_medians(tau, escaped, weights_BxN) -> np.ndarray:
+  """Kaplan-Meier medians of right-censored times under each row of weights, batched.
+
+  With integer weights (bootstrap counts) a row's median is `kaplan_meier_median`'s
+  of the runs repeated by their weights: the survival estimate is lifelines'
+  product over event times of (at risk - deaths) / at risk, and the median the
+  first event time where it reaches 1/2 (within 1e-9); inf where it never does.
+
+  Args:
+    tau: (N,) times; escaped: (N,) bool, False where censored at tau.
+    weights_BxN: (B, N) non-negative weights.
+
+  Returns:
+    (B,) medians.
+  """
+  t = np.asarray(tau, np.float64).ravel()
+  e = np.asarray(escaped, bool).ravel()
+  w = np.asarray(weights_BxN, np.float64)
+  times = np.unique(t[e])
+  if times.size == 0:
+    return np.full(w.shape[0], np.inf)
+  deaths = w @ (e[:, None] & (t[:, None] == times[None, :]))
+  at_risk = w @ (t[:, None] >= times[None, :])
+  with np.errstate(divide="ignore", invalid="ignore"):
+    factor = np.where(deaths > 0, np.log(at_risk - deaths) - np.log(at_risk), 0.0)
+  reached = np.exp(np.cumsum(factor, axis=1)) <= 0.5 + 1e-9
+  return np.where(reached.any(axis=1), times[np.argmax(reached, axis=1)], np.inf)

@@ -65,7 +65,8 @@ def difference_verdict(ci_low: float, ci_high: float, *, direction: str) -> str:
 
 
 def reproduces(verdict: str, expected: str) -> bool | None:
-  """True when `verdict` is the paper's `expected` one, None when inconclusive or untestable."""
-  if verdict in ("inconclusive", "untestable"):
+  """True when `verdict` is the paper's `expected` one; None when inconclusive, untestable or not
+  decided (an exponent resting on too few finite points)."""
+  if verdict in ("inconclusive", "untestable", "not decided"):
     return None
   return verdict == expected

@@ -92,30 +92,53 @@ def _text_field(obj, where: str) -> str:
   return obj["text"] or ""
 
 
+def _read_text(path: str, errors: str) -> str:
+  """The file's text (universal newlines); invalid UTF-8 is an error naming the file
+  unless errors="replace"."""
+  try:
+    with open(path, encoding="utf-8", errors=errors) as f:
+      return f.read()
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not valid UTF-8 ({e.reason}); convert it to UTF-8") from None
+
+
 class _LocalSource:
-  """Text files, .jsonl and .parquet files: each file is a shard."""
+  """Text files, .jsonl and .parquet files: each file is a shard.
+
+  A user's files must be valid UTF-8 (an error names the file otherwise), so no
+  text is silently altered; the interpreter's own stdlib files are read as they always
+  were, undecodable bytes replaced (`strict_utf8=False`).
+  """
 
   streamed = False
 
-  def __init__(self, shards: list[_Shard], fingerprint: str, description: str):
+  def __init__(
+    self, shards: list[_Shard], fingerprint: str, description: str, *, strict_utf8: bool = True
+  ):
     self.shards = shards
     self.fingerprint = fingerprint
     self.description = description
+    self.decode_errors = "strict" if strict_utf8 else "replace"
 
   def load(self, shard: _Shard) -> list[str]:
     if shard.kind == "text":
-      with open(shard.path, encoding="utf-8", errors="replace") as f:
-        return [f.read()]
+      return [_read_text(shard.path, self.decode_errors)]
     if shard.kind == "jsonl":
       docs = []
-      with open(shard.path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-          if line.strip():
-            docs.append(_text_field(json.loads(line), f"{shard.path}:{line_no}"))
+      for line_no, line in enumerate(_read_text(shard.path, "strict").split("\n"), 1):
+        if line.strip():
+          try:
+            record = json.loads(line)
+          except json.JSONDecodeError as e:
+            raise ValueError(f"{shard.path}:{line_no}: not a valid JSON line ({e.msg})") from None
+          docs.append(_text_field(record, f"{shard.path}:{line_no}"))
       return docs
     import pyarrow.parquet as pq
 
-    table = pq.read_table(shard.path)
+    try:
+      table = pq.read_table(shard.path)
+    except Exception as e:  # pyarrow's errors name no file
+      raise ValueError(f"{shard.path}: not a readable parquet file ({e})") from None
     if "text" not in table.column_names:
       raise ValueError(
         f"{shard.path}: parquet file has no 'text' column (has {table.column_names})"
@@ -151,7 +174,9 @@ def stdlib_source() -> _LocalSource:
   fingerprint = (
     f"stdlib:{sys.version_info[:3]}:{len(shards)}:{sum(os.path.getsize(s.path) for s in shards)}"
   )
-  return _LocalSource(shards, fingerprint, f"stdlib ({root}, {len(shards)} files)")
+  return _LocalSource(
+    shards, fingerprint, f"stdlib ({root}, {len(shards)} files)", strict_utf8=False
+  )
 
 
 def _files_source(path: str) -> _LocalSource:

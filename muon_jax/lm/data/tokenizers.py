@@ -100,7 +100,10 @@ class SentencePieceTokenizer:
   def __init__(self, path: str):
     import sentencepiece as spm
 
-    self.sp = spm.SentencePieceProcessor(model_file=path)
+    try:
+      self.sp = spm.SentencePieceProcessor(model_file=path)
+    except (OSError, RuntimeError) as e:
+      raise ValueError(f"tokenizer={path}: not a SentencePiece model ({e})") from None
     self.name = path
     n = self.sp.get_piece_size()
     self.eos_id = self.sp.eos_id() if self.sp.eos_id() >= 0 else n
@@ -203,7 +206,12 @@ def _make_tokenizer(kind: str, arg, stream: _DocStream, cache_dir: str | None, s
   )
   path = os.path.join(cache_dir or _default_cache_dir(), "tokenizers", f"bpe{arg}-{key:016x}.json")
   if os.path.exists(path):
-    tok = Tokenizer.from_file(path)
+    try:
+      tok = Tokenizer.from_file(path)
+    except Exception as e:  # the tokenizers library's errors name no file
+      raise ValueError(
+        f"tokenizer cache {path} is damaged ({e}); delete it to train the tokenizer again"
+      ) from None
   else:
     # Trained on the train split only (seed 0 order), so eval text never shapes the vocab.
     train_stream = _DocStream(stream.source, "train", 0, stream.doc_fraction or 0.0, stream.corpus)

@@ -25,7 +25,8 @@ hold finite parameters (and `save` re-checks).
 Checkpoints (Orbax CheckpointManager, every `ckpt_every` steps, keep
 `keep_checkpoints`): unreplicated params and optimizer state as NumPy, plus a
 JSON record of step, data-iterator state, RNG key data, guard counters and
-the run config. `resume=True` first checks the config against the stored
+the run config, each step sealed by an integrity record (sha256 per file) that a
+resume verifies, falling back to the newest intact step (`checkpoints`). `resume=True` first checks the config against the stored
 one (`resume_changes`), then restores the latest checkpoint; the continued
 run reproduces the uninterrupted one bit for bit on the same machine.
 SIGTERM / SIGINT stop every process after the same step with a checkpoint
@@ -45,24 +46,30 @@ is re-exported here: `from muon_jax.lm import trainer; trainer.run(cfg)`.
 """
 
 from muon_jax.lm.trainer.checkpoints import (
+  CheckpointError,
   checkpoint_manager,
+  newest_intact,
   read_checkpoint_meta,
   restore_checkpoint,
   save_checkpoint,
+  verify_integrity,
 )
 from muon_jax.lm.trainer.config import (
   DTYPES,
   EXIT_PREEMPTED,
   MODELS,
+  OPTIMIZER_ONLY,
   OPTIMIZERS,
   PEAK_TFLOPS,
   RESUME_FIXED,
   RESUME_IGNORED,
   RESUME_SCHEDULE,
   TrainConfig,
+  check_settings_act,
   lr_factor,
   resume_changes,
   stored_config,
+  unused_settings,
   validate_config,
 )
 from muon_jax.lm.trainer.distributed import initialize_distributed, resolve_batching, select_devices
@@ -85,9 +92,11 @@ from muon_jax.lm.trainer.step import (
 
 __all__ = [
   "AXIS",
+  "CheckpointError",
   "DTYPES",
   "EXIT_PREEMPTED",
   "MODELS",
+  "OPTIMIZER_ONLY",
   "OPTIMIZERS",
   "PEAK_TFLOPS",
   "RESUME_FIXED",
@@ -95,6 +104,7 @@ __all__ = [
   "RESUME_SCHEDULE",
   "TrainConfig",
   "build_optimizer",
+  "check_settings_act",
   "checkpoint_manager",
   "data_parallel",
   "init_params",
@@ -105,6 +115,7 @@ __all__ = [
   "make_train_step",
   "mfu",
   "model_config",
+  "newest_intact",
   "peak_flops",
   "read_checkpoint_meta",
   "read_metrics",
@@ -118,5 +129,7 @@ __all__ = [
   "split_batch",
   "stored_config",
   "unreplicate",
+  "unused_settings",
   "validate_config",
+  "verify_integrity",
 ]

@@ -162,6 +162,21 @@ RESUME_FIXED = (
 )
 RESUME_SCHEDULE = ("lr", "muon_lr", "adam_lr", "decay_start", "final_lr_frac")
 RESUME_IGNORED = ("resume", "allow_schedule_change", "probe", "process_id")
+# Settings only one optimizer's run reads: a run of the other never uses them, so giving one
+# is an error (`check_settings_act`) and a resume ignores their changes.
+OPTIMIZER_ONLY = {
+  "adamw": ("lr",),
+  "muon": (
+    "muon_lr",
+    "adam_lr",
+    "muon_weight_decay",
+    "muon_momentum",
+    "ns_coeffs",
+    "ns_steps",
+    "shard_muon",
+  ),
+}
+_INSTEAD = {"lr": "muon_lr (Muon group) and adam_lr (its AdamW group)", "muon_lr": "lr"}
 
 # Exit status of a run stopped by SIGTERM / SIGINT after saving its checkpoint
 # (EX_TEMPFAIL: try again later, here with --resume).
@@ -185,6 +200,27 @@ def validate_config(cfg: TrainConfig) -> None:
     raise ValueError(f"process_id={cfg.process_id} must be < num_processes ({cfg.num_processes})")
   if cfg.num_processes > 1 and not cfg.coordinator_address:
     raise ValueError(f"coordinator_address is required with num_processes={cfg.num_processes}")
+
+
+def unused_settings(optimizer: str) -> tuple[str, ...]:
+  """The settings a run with `optimizer` never reads (the other optimizer's own)."""
+  return tuple(name for opt, names in OPTIMIZER_ONLY.items() if opt != optimizer for name in names)
+
+
+def check_settings_act(cfg: TrainConfig, given) -> None:
+  """Refuses settings the caller gave (`given`: field names) that cfg.optimizer never reads.
+
+  Raises:
+    ValueError: starting with the first such field's name, saying what the run reads.
+  """
+  unused = [name for name in unused_settings(cfg.optimizer) if name in given]
+  if unused:
+    name = unused[0]
+    instead = f"; set {_INSTEAD[name]} instead" if name in _INSTEAD else ""
+    raise ValueError(
+      f"{name} has no effect on an optimizer={cfg.optimizer} run (only "
+      f"{'muon' if cfg.optimizer == 'adamw' else 'adamw'} runs read it){instead}"
+    )
 
 
 def lr_factor(step, total_steps: int, decay_start: float = 0.9, final_frac: float = 0.01):
@@ -212,10 +248,11 @@ def resume_changes(stored: dict, cfg: TrainConfig, start: int) -> list[str]:
   setting, and every LR-schedule change (including a steps change that
   moves the schedule over steps already run, or at the next step) unless
   cfg.allow_schedule_change. Returns "name: old -> new" for the settings that
-  may change (to be logged).
+  may change (to be logged). Settings cfg.optimizer never reads are ignored.
   """
   new = stored_config(cfg)
-  changed = [k for k in new if k in stored and _as_stored(new[k]) != stored[k]]
+  unused = unused_settings(cfg.optimizer)
+  changed = [k for k in new if k in stored and k not in unused and _as_stored(new[k]) != stored[k]]
   fixed = [k for k in changed if k in RESUME_FIXED]
   if fixed:
     listing = ", ".join(f"{k}={new[k]} (checkpoint: {stored[k]})" for k in fixed)

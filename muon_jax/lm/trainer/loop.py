@@ -4,7 +4,6 @@ process 0's metrics writer, the SIGTERM / SIGINT stop request and the probe hook
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -22,7 +21,10 @@ from muon_jax.infra import results
 from muon_jax.infra.progress import Progress
 from muon_jax.lm import llama
 from muon_jax.lm.trainer.checkpoints import (
+  CheckpointError,
+  check_writable,
   checkpoint_manager,
+  newest_intact,
   read_checkpoint_meta,
   restore_checkpoint,
   save_checkpoint,
@@ -57,11 +59,21 @@ def run(cfg: TrainConfig) -> dict:
 
   Call `initialize_distributed(cfg)` first in every process of a
   multi-process job. Status "preempted" means SIGTERM / SIGINT stopped the
-  run after a checkpoint; resume it with resume=True.
+  run after a checkpoint; resume it with resume=True. Resuming a run that already
+  reached cfg.steps reports its stored summary and changes no file.
+
+  Raises:
+    ValueError: a bad config, an unusable checkpoint folder, a refused resume, or no
+      intact checkpoint to resume (one line each).
+    CheckpointError: a save failed (one line naming the step; the previous checkpoint is
+      intact).
   """
   training = _Training(cfg)
+  initial = training.init_or_resume()
+  if training.start >= cfg.steps:
+    return training.already_finished()
   # The host copies of the initial state live only in this call: devices hold it afterwards.
-  training.place_on_devices(*training.init_or_resume())
+  training.place_on_devices(*initial)
   training.load_eval_batches()
   training.step_loop()
   return training.finish()
@@ -107,18 +119,27 @@ class _Training:
   def init_or_resume(self) -> tuple[Any, optax.GradientTransformation, Any, Any]:
     """Resume: the initial (graphdef, optimizer, params, opt_state) as host trees.
 
-    Restored from out_dir's latest checkpoint when there is one (its config
-    checked against this run's first), else freshly initialized.
+    Restored from out_dir's newest intact checkpoint when there is one (its integrity
+    record verified, damaged newer ones moved aside; its config checked against this
+    run's first), else freshly initialized.
     """
     cfg = self.cfg
+    # An unusable checkpoint folder is reported now, not at the first save.
+    check_writable(os.path.join(cfg.out_dir, "checkpoints"))
     self.mngr = checkpoint_manager(cfg.out_dir, cfg.keep_checkpoints)
     self.start, self.nonfinite_total, stored = 0, 0, None
+    if self.mngr.latest_step() is None and cfg.resume:
+      logging.warning("resume: no checkpoint in %s; starting from step 0", self.mngr.directory)
     if self.mngr.latest_step() is not None:
       if not cfg.resume:
         raise ValueError(
           f"out_dir={cfg.out_dir} already has checkpoints; resume or use a new out_dir"
         )
-      stored = read_checkpoint_meta(self.mngr)
+      self.restore_step = newest_intact(self.mngr, move_damaged=self.pid == 0)
+      # Process 0 may have moved damaged newer steps aside: every process re-reads the folder.
+      _sync_processes("muon_jax_checkpoint_chosen")
+      self.mngr.reload()
+      stored = read_checkpoint_meta(self.mngr, self.restore_step)
       if "config" not in stored:
         raise ValueError(
           f"out_dir={cfg.out_dir}: the latest checkpoint records no run config "
@@ -131,7 +152,7 @@ class _Training:
     optimizer = build_optimizer(cfg, len(self.global_devices))
     opt_state = optimizer.init(params)
     if stored is not None:
-      params, opt_state, meta = restore_checkpoint(self.mngr, params, opt_state)
+      params, opt_state, meta = restore_checkpoint(self.mngr, params, opt_state, self.restore_step)
       self.start, self.nonfinite_total = int(meta["step"]), int(meta["nonfinite_total"])
       self.stream.set_state(meta["data_state"])
       logging.info("resumed from step %d (%s)", self.start, self.mngr.directory)
@@ -199,17 +220,22 @@ class _Training:
     self.status, self.last, self.losses, self.consecutive = "ok", None, [], 0
     self.t_last, self.steps_since = time.perf_counter(), 0
     with _StopRequest() as stop:
-      for step in range(self.start + 1, cfg.steps + 1):
-        metrics, t_step = self._train_step(step)
-        eval_loss = self._evaluate(step)
-        self._log(step, metrics, t_step, eval_loss)
-        if eval_loss is not None:
-          self.writer.refresh_figure()
-        if self._stops_after(step, stop):
-          break
-        if cfg.step_sleep_s:
-          time.sleep(cfg.step_sleep_s)
-      self.mngr.wait_until_finished()
+      try:
+        for step in range(self.start + 1, cfg.steps + 1):
+          metrics, t_step = self._train_step(step)
+          eval_loss = self._evaluate(step)
+          self._log(step, metrics, t_step, eval_loss)
+          if eval_loss is not None:
+            self.writer.refresh_figure()
+          if self._stops_after(step, stop):
+            break
+          if cfg.step_sleep_s:
+            time.sleep(cfg.step_sleep_s)
+        self.mngr.wait_until_finished()
+      except CheckpointError as e:
+        # Training on would risk more work than the last good checkpoint can restore.
+        self.status = "checkpoint_failed"
+        logging.error("stopping: %s", e)
       self.mngr.close()
 
   def _train_step(self, step: int) -> tuple[dict, float]:
@@ -294,6 +320,13 @@ class _Training:
     Returns whether training ends here (status set).
     """
     cfg = self.cfg
+    # A save that ended without committing stops every process now, not at the next save.
+    failure = self.mngr.settle()
+    if _any_process(failure is not None):
+      if failure is None:  # another process saw it first
+        self.mngr.wait_until_finished()
+        failure = CheckpointError("a checkpoint save failed on another process")
+      raise failure
     if self.consecutive >= cfg.max_nonfinite:
       self.status = "stopped_nonfinite"
       logging.error(
@@ -336,6 +369,34 @@ class _Training:
       "config": stored_config(self.cfg),
     }
 
+  def already_finished(self) -> dict:
+    """A resume of a run whose checkpoint is at cfg.steps: nothing to train, nothing
+    rewritten; returns the stored summary (a "preempted" status at the last step reads "ok")."""
+    cfg = self.cfg
+    self.mngr.close()
+    path = os.path.join(cfg.out_dir, "summary.json")
+    summary = results.load_json(path) or {
+      "status": "ok",
+      "model": cfg.model,
+      "optimizer": cfg.optimizer,
+      "start_step": self.start,
+      "steps_run": 0,
+      "final_loss": None,
+    }
+    logging.warning(
+      "resume: the run already reached step %d of %d (checkpoint in %s); nothing to do, "
+      "%s left as it is",
+      self.start,
+      cfg.steps,
+      self.mngr.directory,
+      path,
+    )
+    if summary.get("status") == "preempted":  # stopped at its last step: it is complete
+      summary["status"] = "ok"
+      if self.pid == 0:
+        results.atomic_write_json(path, summary)
+    return summary
+
   def finish(self) -> dict:
     """Closes the outputs; returns the summary (process 0 also writes summary.json)."""
     cfg = self.cfg
@@ -364,6 +425,14 @@ class _Training:
     if self.pid == 0:
       results.atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
     return summary
+
+
+def _sync_processes(name: str) -> None:
+  """A barrier over the job's processes (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
 
 
 def _probe_once(cfg, graphdef, params_rep, step, probe_seed, devices):
@@ -413,9 +482,8 @@ class _MetricsWriter:
     if not enabled:
       return
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        self.rows = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= start]
-    results.atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+      self.rows = [r for r in results.read_jsonl(self.path) if r["step"] <= start]
+    results.atomic_write_bytes(self.path, "".join(map(results.json_line, self.rows)).encode())
     from tensorboardX import SummaryWriter
 
     self._tb = SummaryWriter(
@@ -427,7 +495,7 @@ class _MetricsWriter:
       return
     self.rows.append(row)
     with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+      f.write(results.json_line(row))
     for key, value in row.items():
       if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
         self._tb.add_scalar(
@@ -496,6 +564,5 @@ def _check_probe_target(cfg: TrainConfig, mcfg: llama.LlamaConfig) -> None:
 
 
 def read_metrics(out_dir: str) -> list[dict]:
-  """Rows of out_dir/metrics.jsonl."""
-  with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """Rows of out_dir/metrics.jsonl (a last line torn by a crash dropped with a warning)."""
+  return results.read_jsonl(os.path.join(out_dir, "metrics.jsonl"))

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from muon_jax.paper import matrix_factorization as mf  # noqa: E402
+from muon_jax.paper.figures import panels  # noqa: E402
 
 _STYLES = {"muon": "-", "adamw": "--"}
 
@@ -40,6 +41,10 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
   steps_R = np.asarray(res["record_steps"])
   colors = plt.get_cmap("viridis")(np.linspace(0, 0.85, max(len(dims), len(kappas))))
   zoom = steps_R <= zoom_steps
+  never = (
+    f"no run's effective rank reached {cfg['threshold_factor']:g}x its initial value "
+    f"within {cfg['steps']} steps"
+  )
   figs = {}
 
   fig, axes = plt.subplots(
@@ -89,7 +94,8 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
     title="rank-expansion step vs n",
   )
   ax_l.legend(fontsize=7)
-  ax_s.legend(fontsize=7)
+  if not panels.note_if_empty(ax_s, never):
+    ax_s.legend(fontsize=7)
   fig.suptitle("Fig 2b: dimension scaling (missing points: never expanded)")
   figs["fig2b"] = fig
 
@@ -147,8 +153,9 @@ def figures(res: dict, zoom_steps: int = 200) -> dict:
     title="rank-expansion step vs κ",
   )
   ax_r.set(xlabel="step", ylabel="effective rank exp(H)", yscale="log", title=f"n = {dims[-1]}")
-  ax_s.legend(fontsize=7)
+  if not panels.note_if_empty(ax_s, never):
+    ax_s.legend(fontsize=7)
   ax_r.legend(fontsize=7)
   fig.suptitle("Fig 2d: condition-number dependence (solid Muon, dashed AdamW)")
   figs["fig2d"] = fig
-  return figs
+  return panels.note_empty_panels(figs)

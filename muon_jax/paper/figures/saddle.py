@@ -16,6 +16,7 @@ import math
 import matplotlib.pyplot as plt
 
 from muon_jax.paper import saddle
+from muon_jax.paper.figures import panels
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 DODGE = 0.04
@@ -51,7 +52,9 @@ def _finish(ax, steps, ylabel, log_y=True):
   if steps is not None:
     ax.axhline(steps, color="gray", ls=":", lw=1)
   ax.set(xscale="log", ylabel=ylabel)
-  if log_y:
+  # An empty panel keeps linear axes for its note (`panels.note_if_empty`).
+  if log_y and panels.has_data(ax):
+    panels.widen_flat_limits(ax)
     ax.set_yscale("log")
   ax.grid(alpha=0.3, which="both")
 
@@ -100,6 +103,13 @@ def vs_dimension(results: dict, optimizer: str, title: str):
     _finish(axes[0, col], steps, "escape step (KM median, 95% CI)")
     axes[0, col].set_title(saddle_criterion_title(crit), fontsize=10)
     axes[0, col].legend(fontsize=7)
+    if groups and all(p["km_median"] is None for s in groups for p in s[crit]["per_D"]):
+      panels.note(
+        axes[0, col],
+        f"no median escape within the {steps}-step budget at any D\n"
+        "(every series censored: ▵ at the budget)",
+        y=0.25,
+      )
     _finish(axes[1, col], None, "escaped fraction", log_y=False)
     axes[1, col].set(xlabel="D = n²", ylim=(-0.05, 1.05))
   fig.suptitle(
@@ -173,11 +183,22 @@ def tau_star(results: dict):
       chosen = [(x, p["lr"]) for x, p in zip(d, per) if p["lr"] is not None]
       if chosen:
         axes[1, col].plot(*zip(*chosen), "-", color=color, marker=marker, ms=6)
+    if all(p["tau_star"] is None for s in results["tau_star"] for p in s[norm]["per_n"]):
+      panels.note(
+        axes[0, col],
+        f"no learning rate wins the {norm} race at any D\n(every τ* censored: ▵ at the budget)",
+        y=0.25,
+      )
     _finish(axes[0, col], steps, "τ* (KM median at the best race-winning lr)")
     axes[0, col].set_title(
       f"lr-optimal τ*(D), {norm} race (hollow ▵: no lr wins the race)", fontsize=10
     )
     axes[0, col].legend(fontsize=7)
+    panels.note_if_empty(
+      axes[1, col],
+      f"no learning rate wins the {norm} race (success ≥ "
+      f"{results['config']['success_level']:g}) at any D",
+    )
     _finish(axes[1, col], None, "arg-min lr")
     axes[1, col].set(xlabel="D = n²")
   fig.tight_layout()
@@ -306,4 +327,4 @@ def figures(results: dict) -> dict:
         [min(cfg["dims"])],
         f"Fig 5a: noise modalities at n={min(cfg['dims'])}",
       )
-  return out
+  return panels.note_empty_panels(out)

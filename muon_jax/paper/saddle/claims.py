@@ -6,7 +6,12 @@ import math
 
 from muon_jax import stats
 from muon_jax.paper.saddle.problem import ESCAPE_CRITERIA, RACE_NORMS
-from muon_jax.paper.saddle.statistics import bound_value, exponent_entry, exponent_text
+from muon_jax.paper.saddle.statistics import (
+  POOLED_KEYS,
+  bound_value,
+  exponent_entry,
+  exponent_text,
+)
 from muon_jax.paper.saddle.sweep import (
   GROUP_KEYS,
   TAU_STAR_KEYS,
@@ -60,7 +65,7 @@ _CRITERION_TEXT = {
 def _ci_text(e: dict) -> str:
   if e["exponent"] is None:
     return f"no finite fit ({e['censored_frac']:.0%} censored)"
-  lo, hi = (v if isinstance(v, str) else f"{v:+.2f}" for v in e["ci"])
+  lo, hi = ("n/a" if v is None else v if isinstance(v, str) else f"{v:+.2f}" for v in e["ci"])
   slope, (s_lo, s_hi) = e["escape_fraction_slope"], e["escape_fraction_slope_ci"]
   fraction = (
     f"; escaped fraction slope vs log D {slope:+.2f} [{s_lo:+.2f}, {s_hi:+.2f}]"
@@ -130,9 +135,6 @@ def _holds(verdict: str) -> bool | None:
   return {"holds": True, "does not hold": False}.get(verdict)
 
 
-POOLED_KEYS = ("optimizer", "noise", "lam", "kappa", "lr")
-
-
 def _dimension_plans(cfg: SaddleConfig) -> list[tuple[str, str, float, str]]:
   """(claim family, optimizer, kappa, figure) of the dimension claims the config can test.
 
@@ -184,13 +186,14 @@ def _dimension_rows(
 def _lack_of_fit_text(e: dict) -> str:
   """'; lower n 16-32 +0.10 [..] vs upper n 64-128 -0.05 [..]' (flagged when they disagree)."""
   fit = e.get("lack_of_fit")
-  if not fit:
-    return ""
+  if not fit or fit["lower"]["exponent"] is None or fit["upper"]["exponent"] is None:
+    return ""  # no check without a fit on both halves
   halves = []
   for half in ("lower", "upper"):
     h = fit[half]
     ci = ", ".join(v if isinstance(v, str) else f"{v:+.2f}" for v in h["ci"] if v is not None)
-    halves.append(f"{half} n {h['n'][0]}-{h['n'][-1]} {exponent_text(h)} [{ci}]")
+    axis = "n" if "n" in h else "lam"
+    halves.append(f"{half} {axis} {h[axis][0]:g}-{h[axis][-1]:g} {exponent_text(h)} [{ci}]")
   flag = "LACK OF FIT: the halves disagree" if fit["disagree"] else "halves agree"
   return f"; {flag} ({' vs '.join(halves)})"
 
@@ -365,7 +368,7 @@ def _fig1d_rows(cfg: SaddleConfig, results: dict, noise: str) -> list[dict]:
       n_boot=cfg.n_boot,
       seed=cfg.seed,
     )
-    e = exponent_entry(fit)
+    e = exponent_entry(fit, x_name="lam")
     verdict = {"dimension-free": "holds", "inconclusive": "inconclusive"}.get(
       e["verdict"], "does not hold"
     )
@@ -423,6 +426,11 @@ def _fig5_rows(cfg: SaddleConfig, summary: dict) -> list[dict]:
   return rows
 
 
+def _median_text(per_d: dict) -> str:
+  median = per_d["km_median"]
+  return "not reached (over half censored)" if median is None else f"{median:g}"
+
+
 def _noise_gap_rows(heavy: str, signal: str, hv: dict, std: dict, where: str) -> list[dict]:
   """Fig 5a (heavy above standard at the smallest D) and 5b (the gap closes with D)."""
   first = _km_compare(hv["per_D"][0], std["per_D"][0])
@@ -442,7 +450,8 @@ def _noise_gap_rows(heavy: str, signal: str, hv: dict, std: dict, where: str) ->
     _row(
       f"fig5a/{heavy}/{signal}",
       f"KM median structural τ at the smallest D, {heavy} vs standard (95% KM CIs disjoint); {where}",
-      f"{heavy} {hv['per_D'][0]['km_median']} vs standard {std['per_D'][0]['km_median']}: {first}",
+      f"{heavy} {_median_text(hv['per_D'][0])} vs standard {_median_text(std['per_D'][0])} "
+      f"at D = {std['per_D'][0]['D']}: {first}",
       verdict_a,
       _holds(verdict_a),
       "fig5b_noise_vs_dimension.png",

@@ -27,7 +27,16 @@ class SaddleConfig:
   axis of it.
   """
 
-  dims: tuple[int, ...] = field((16, 32, 64, 128), "matrix sides n (D = n^2)", low=2, high=16384)
+  # Every group's summary is an exponent against D: one n is refused before any compute
+  # rather than computed and then unfittable.
+  dims: tuple[int, ...] = field(
+    (16, 32, 64, 128),
+    "matrix sides n (D = n^2)",
+    low=2,
+    high=16384,
+    min_len=2,
+    min_len_reason="an exponent of the escape time against D needs two",
+  )
   curvatures: tuple[float, ...] = field(
     (0.1,), "negative curvatures lambda", low=0, high=1e3, low_open=True
   )

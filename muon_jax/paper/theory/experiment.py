@@ -73,7 +73,8 @@ class PolynomialConfig:
   )
   sweep_beta: float = field(1.0, "Lemma 9 aspect ratio m/n", low=0.0, low_open=True, high=1.0)
   sweep_trials: int = field(4, "Lemma 9 trials per (n, theta)", low=2, high=100)
-  n_boot: int = field(500, "bootstrap resamples of each exponent CI", low=0, high=100_000)
+  # The Lemma 9 claims read the exponent CIs, which only resamples give here.
+  n_boot: int = field(500, "bootstrap resamples of each exponent CI", low=1, high=100_000)
   seed: int = field(0, "seed of every random draw (jax.random key)", low=0)
 
 
