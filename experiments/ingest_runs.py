@@ -11,7 +11,6 @@ provenance to <out_dir>/<slice>/work/provenance.json, where `reproduce --scale=g
 reuses them and only the missing cells are simulated.
 """
 
-
 from absl import flags
 
 from experiments import cli
