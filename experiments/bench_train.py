@@ -4,6 +4,9 @@
   python -m experiments.bench_train --model=160m --steps=5   # GPU: paper batch 512 x 1024, bf16
   python -m experiments.bench_train --model=160m --steps=0 --micro_batch=16 --global_batch=16 \
       --loss_chunk=1024 --sweep_micro_batches=4,8,16,32,64   # CPU: memory analysis only
+  python -m experiments.bench_train --model=160m --steps=3 --sweep --sweep_micro_batches=16,32,64 \
+      --sweep_remat=none,dots_no_batch --sweep_attention=cudnn,xla \
+      --sweep_loss_chunks=1024                               # GPU: fastest config that fits
 
 Per optimizer: XLA's memory analysis of the compiled step for one micro-batch
 (arguments, outputs, temporaries, peak_memory_bytes), XLA's FLOP count of the
@@ -12,9 +15,13 @@ median step time, tokens/s and MFU of the real step, both optimizers timed
 interleaved in this process. --profile writes a jax.profiler trace
 (TensorBoard / Perfetto). --sweep_micro_batches adds peak memory against micro
 batch per --sweep_remat policy and the largest micro batch within
---memory_budget_gb. With several devices, --ns_shard_report compares replicated
-and sharded Newton-Schulz (FLOPs per device, Muon update and step time). The
-logic is `muon_jax.lm.step_bench`; writes out_dir/bench_train.json.
+--memory_budget_gb. --sweep times every micro batch x --sweep_remat x
+--sweep_attention x --sweep_loss_chunks combination that fits the budget and
+reports the fastest. FLOPs are XLA's count of the module before optimisation,
+so matmuls that a GPU compile turns into cuBLAS/cuDNN calls still count. With
+several devices, --ns_shard_report compares replicated and sharded
+Newton-Schulz (FLOPs per device, Muon update and step time). The logic is
+`muon_jax.lm.step_bench`; writes out_dir/bench_train.json.
 """
 
 import os
@@ -59,6 +66,20 @@ def _print(out: dict) -> None:
       f"{r['muon_update_s_sharded'] * 1e3:.1f} ms (x{r['muon_update_time_ratio']:.3f}); whole "
       f"step x{r['step_time_ratio']:.3f}"
     )
+  speed = out.get("speed_sweep")
+  for opt in (k for k in speed or () if k != "budget_bytes"):
+    best, points = speed[opt]["fastest"], speed[opt]["points"]
+    if best is None:
+      print(f"{opt:5s} sweep: none of {len(points)} combinations fits and runs")
+      continue
+    timed = sum(p["status"] == "timed" for p in points)
+    mfu = "n/a" if best["mfu"] is None else f"{best['mfu']:.3f}"
+    print(
+      f"{opt:5s} sweep: fastest of {timed} timed ({len(points)} combinations): micro "
+      f"{best['micro_batch']} remat={best['remat']} attention={best['attention']} loss_chunk="
+      f"{best['loss_chunk']}  {best['tokens_per_s']:,.0f} tok/s  MFU {mfu}  peak "
+      f"{best['peak_memory_bytes'] / 1e9:.2f} GB"
+    )
   sweep = out.get("memory_sweep")
   if sweep:
     for opt in (k for k in sweep if k != "budget_bytes"):
@@ -76,7 +97,7 @@ def main(argv):
   del argv
   with cli.flag_errors():
     cfg = cli.config_from_flags(BenchTrainConfig)
-    cli.check_out_dir(FLAGS.out_dir)
+    cli.claim_out_dir(FLAGS.out_dir)
     if cfg.profile:
       try:
         cli.check_out_dir(cfg.profile)
@@ -85,6 +106,7 @@ def main(argv):
     from muon_jax.lm import step_bench
     from muon_jax.lm import trainer as train
 
+    step_bench.validate(cfg)
     tcfg = step_bench.train_config(cfg)
     train.validate_config(tcfg)
     train.resolve_batching(tcfg)

@@ -9,8 +9,10 @@ Moving from optax is an import change:
 `MuonDimensionNumbers` and `MuonState` have the signatures and defaults of the
 installed optax.contrib (0.2.8) and compute the same function (to float32
 rounding; tests/test_compat.py and optax's own test file run against this
-module). The optimizer state has the same pytree structure, using optax's
-`MuonState` container, so checkpoints and `optax.tree.get` lookups carry over.
+module). `MuonDimensionNumbers` and `MuonState` are optax's own classes, so
+dimension numbers and states pass between the two libraries either way; the
+state has the same pytree structure, so checkpoints and `optax.tree.get`
+lookups carry over.
 The Newton–Schulz iteration, reshaping, momentum and scaling are muon_jax's
 (`muon_jax.newton_schulz`, `muon_jax.transform`), which is where the speed comes
 from (same-shape batching, Gram form on rectangular matrices).
@@ -44,7 +46,10 @@ __all__ = [
   "scale_by_shape",
 ]
 
-MuonDimensionNumbers = core.MuonDimensionNumbers
+# optax's own class where optax has one, so dimension numbers made here also
+# work in optax.contrib.muon (which checks isinstance against its class);
+# muon_jax accepts either class everywhere.
+MuonDimensionNumbers = getattr(optax.contrib, "MuonDimensionNumbers", core.MuonDimensionNumbers)
 WeightDimNumOrFn = Any  # MuonDimensionNumbers | pytree of them | callable params -> pytree
 
 _PRECONDITIONINGS = list(ns.PRECONDITIONINGS)

@@ -14,12 +14,23 @@ Moonlight coefficients (Liu et al. 2025, arXiv:2502.16982).
 Two algebraically identical forms are provided:
 
 * "standard": three products per step on the (m, n) iterate, m <= n.
-* "gram": every iterate is X_k = Q_k X_0 with Q_k a polynomial in the small
-  Gram matrix R_0 = X_0 X_0^H (m x m). All polynomials in R_0 commute, so
-  Q_{k+1} = Z_k Q_k and R_{k+1} = Z_k^2 R_k with Z_k = a + b R_k + c R_k^2.
-  Only m x m products run in the loop; X is touched twice (R_0 and Q X_0).
-  This is the Gram Newton–Schulz reformulation (Dao-AILab, gram-newton-schulz)
-  and costs fewer FLOPs once n >= 1.5 m (see `ns_flops`).
+* "gram": within a segment of steps every iterate is X_k = Q_k X_s with Q_k a
+  polynomial in the small Gram matrix R_s = X_s X_s^H (m x m). All
+  polynomials in R_s commute, so Q_{k+1} = Z_k Q_k and R_{k+1} = Z_k^2 R_k with
+  Z_k = a + b R_k + c R_k^2: only m x m products run inside a segment. This is
+  the Gram Newton–Schulz reformulation (Zhang, Amsel, Chen and Dao,
+  github.com/Dao-AILab/gram-newton-schulz). It costs fewer FLOPs once
+  n >= 1.5 m (see `ns_flops`).
+
+The Gram form restarts every `GRAM_SEGMENT_STEPS` steps: X_s = Q X_{s'} and a
+fresh R_s = X_s X_s^H. Without restarts R_k carries the rounding of R_0, an
+absolute error of about eps * ||X||^2 that the iteration scales up with the
+small singular values it lifts (by a^2 per step), so small singular values
+never gain relative accuracy; in float32 a single 5-step segment was 5-180x
+less accurate than the standard form on rank-deficient and ill-conditioned
+inputs. A fresh R_s has an error relative to the current, lifted spectrum
+again, as the standard form's Gram matrix has at every step. With a narrower
+`ns_dtype` see `_gram` for what else keeps bf16 accurate.
 """
 
 from __future__ import annotations
@@ -70,8 +81,16 @@ PRESETS = ("kimi", "dion", "polar_express")
 METHODS = ("auto", "standard", "gram")
 PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
 
+# Steps per Gram segment before a restart (see the module docstring). Two
+# keep the float32 Gram form within 1.25x of the standard form's error on
+# rank-deficient and cond-1e6 inputs for every preset (1.6-3.1x on spectra
+# graded over [1e-2, 1] or [1e-3, 1]); segments of (3, 2) were 2.5x off on
+# rank-deficient inputs for polar_express (BUILD_NOTES.md, issue 23).
+GRAM_SEGMENT_STEPS = 2
+
 # Gram form pays once the long side is this many times the short side (FLOP
-# count of `ns_flops`: 20 m^2 n + 10 m^3 vs 4 m^2 n + 34 m^3 for 5 steps).
+# count of `ns_flops`: 5 steps are 12 m^2 n + 22 m^3 vs 20 m^2 n + 10 m^3, and
+# (S - r)(4 m^2 n - 6 m^3) in favour of Gram for S steps in r segments).
 GRAM_ASPECT_THRESHOLD = 1.5
 
 
@@ -110,7 +129,9 @@ def resolve_coeffs(coeffs: Coeffs, steps=None) -> tuple[tuple[float, float, floa
   """Returns the per-step schedule ((a, b, c),) * steps for a preset or user value.
 
   A single (a, b, c) is used at every step. A table with fewer rows than
-  `steps` repeats its last row (as optax.contrib does for its presets); one
+  `steps` repeats its last row (muon_jax's choice: optax.contrib instead runs
+  exactly the table's rows and ignores `ns_steps`, so its "dion" with
+  ns_steps=7 is its 5-step update; `muon_jax.compat` follows optax there). One
   with more rows is cut to its first `steps` rows only for "polar_express",
   whose leading steps are a valid shorter schedule, and is an error otherwise.
   `steps=None` means 5 for presets and (a, b, c), else the table's rows.
@@ -151,9 +172,16 @@ def use_gram(m: int, n: int, method: str = "auto", dtype=jnp.float32) -> bool:
   if method != "auto":
     return method == "gram"
   short, long = min(m, n), max(m, n)
-  # Low precision: the Gram recursion squares the conditioning of R_k, which
-  # bf16 cannot carry without Dao-AILab's restarts; keep the standard form.
+  # Low precision: the Gram form runs its m x m iteration in the float32
+  # accumulation dtype (see `_gram`), and measured 1-2x the standard form's
+  # bf16 error; the standard form is both faster and closer there.
   return long >= GRAM_ASPECT_THRESHOLD * short and jnp.finfo(dtype).bits >= 32
+
+
+def gram_segments(steps: int) -> tuple[int, ...]:
+  """Step counts of the Gram form's segments, e.g. (2, 2, 1) for 5 steps."""
+  full, rest = divmod(steps, GRAM_SEGMENT_STEPS)
+  return (GRAM_SEGMENT_STEPS,) * full + ((rest,) if rest else ())
 
 
 def ns_flops(shape: Sequence[int], steps: int = 5, method: str = "auto") -> int:
@@ -162,10 +190,11 @@ def ns_flops(shape: Sequence[int], steps: int = 5, method: str = "auto") -> int:
   short, long = min(m, n), max(m, n)
   count = int(np.prod(batch)) if batch else 1
   if use_gram(m, n, method):
-    # R0 and Q X0 (2 m^2 n each) + per step R^2, Z R, Z(ZR), Z Q, minus
-    # the first step's Z Q and the last step's R update.
-    small = 4 * steps - 3 if steps > 1 else 1
-    return count * (2 * 2 * short * short * long + small * 2 * short**3)
+    # Per segment: R = X X^H and Q X (2 m^2 n each), and per step R^2, W R,
+    # W (ZR), W Q, minus the first step's W Q and the last step's R update.
+    segments = gram_segments(steps)
+    small = sum(4 * length - 3 for length in segments)
+    return count * (len(segments) * 2 * 2 * short * short * long + small * 2 * short**3)
   return count * steps * (2 * 2 * short * short * long + 2 * short**3)
 
 
@@ -196,19 +225,36 @@ def _standard(x_acc, coeffs_Sx3, gram0_acc, compute_dtype):
 
 def _gram(x_acc, coeffs_Sx3, gram0_acc, compute_dtype):
   acc_dtype = x_acc.dtype
-  x = x_acc.astype(compute_dtype)
-  r = gram0_acc if gram0_acc is not None else _matmul(x, _hermitian(x), acc_dtype)
-  eye = jnp.eye(r.shape[-1], dtype=acc_dtype)
-  mm = lambda p, q: _matmul(p.astype(compute_dtype), q.astype(compute_dtype), acc_dtype)
-  q = None
-  steps = coeffs_Sx3.shape[0]
-  for k in range(steps):
-    a, b, c = coeffs_Sx3[k, 0], coeffs_Sx3[k, 1], coeffs_Sx3[k, 2]
-    z = a * eye + b * r + c * mm(r, r)
-    q = z if q is None else mm(z, q)
-    if k < steps - 1:
-      r = mm(z, mm(z, r))
-  return mm(q, x)
+  # Rounded operands (e.g. bf16): Q is kept as alpha I + P with the scalar
+  # alpha = prod(a) apart and applied as alpha X + P X, so X's rounding in its
+  # small singular directions meets P (near 0 there), not Q (near alpha), just
+  # as the standard form applies a X in acc_dtype; and the m x m iteration runs
+  # in acc_dtype, since R rounded to bf16 loses every singular value below
+  # ~0.06. Exact operands: Q itself (alpha X + P X would cancel alpha against
+  # P on the large singular values).
+  split = jnp.dtype(compute_dtype) != jnp.dtype(acc_dtype)
+  long_mm = lambda p, q: _matmul(p.astype(compute_dtype), q.astype(compute_dtype), acc_dtype)
+  small_mm = lambda p, q: _matmul(p, q, acc_dtype)
+  eye = jnp.eye(x_acc.shape[-2], dtype=acc_dtype)
+  x, r, start = x_acc, gram0_acc, 0
+  for length in gram_segments(coeffs_Sx3.shape[0]):
+    if r is None:
+      r = long_mm(x, _hermitian(x))
+    q, alpha = None, 1.0  # q: Q, or P when split
+    for k in range(start, start + length):
+      a, b, c = coeffs_Sx3[k, 0], coeffs_Sx3[k, 1], coeffs_Sx3[k, 2]
+      w = b * r + c * small_mm(r, r)  # Z = a I + W
+      if split:
+        q = w if q is None else a * q + alpha * w + small_mm(w, q)
+      else:
+        q = a * eye + w if q is None else a * q + small_mm(w, q)
+      alpha = alpha * a
+      if k < start + length - 1:
+        zr = a * r + small_mm(w, r)
+        r = a * zr + small_mm(w, zr)
+    x = alpha * x + long_mm(q, x) if split else long_mm(q, x)
+    r, start = None, start + length
+  return x
 
 
 def _precondition(x_acc, preconditioning, eps):
@@ -321,7 +367,9 @@ def orthogonalize(
       float32 (complex64 for complex x) and the coefficients are applied there.
       None: x's dtype. The result is returned in x's dtype.
     method: "standard", "gram" or "auto" (Gram form for f32+ matrices with
-      aspect ratio >= 1.5, standard otherwise).
+      aspect ratio >= 1.5, standard otherwise). The Gram form restarts every
+      `GRAM_SEGMENT_STEPS` steps and, with a narrower `ns_dtype`, runs its
+      m x m products in the accumulation dtype.
     preconditioning: how x is scaled before the iteration: "frobenius"
       (x / (||x||_F + eps), Muon's), "spectral" (x / (||x||_2 + eps), via an
       SVD), "aol" (Turbo-Muon's row scaling, Boissin et al. 2025) or

@@ -196,7 +196,121 @@ def test_schedules_and_validation():
 
 
 def test_ns_flops_gram_cheaper_only_for_rectangular():
-  assert ns.ns_flops((768, 3072), method="gram") < 0.6 * ns.ns_flops((768, 3072), method="standard")
+  # 5 steps in segments (2, 2, 1): 12 m^2 n + 22 m^3 against 20 m^2 n + 10 m^3.
+  assert ns.gram_segments(5) == (2, 2, 1) and ns.gram_segments(4) == (2, 2)
+  m, n = 768, 3072
+  assert ns.ns_flops((m, n), method="gram") == 2 * (6 * m * m * n + 11 * m**3)
+  assert ns.ns_flops((m, n), method="gram") < 0.8 * ns.ns_flops((m, n), method="standard")
+  assert ns.ns_flops((m, m), method="gram") > ns.ns_flops((m, m), method="standard")
   assert not ns.use_gram(768, 768)
   assert ns.use_gram(768, 3072) and ns.use_gram(3072, 768)
   assert not ns.use_gram(768, 3072, dtype=jnp.bfloat16)
+
+
+# Accuracy on the inputs Muon meets: gradients are often rank-deficient (batch
+# < width) or have a wide spectrum. Every form is measured against the same
+# iteration in float64 (not the polar factor, which NS only approximates).
+
+
+def _spectrum(m, n, singular_values, seed):
+  rng = np.random.default_rng(seed)
+  k = min(m, n)
+  u = np.linalg.qr(rng.standard_normal((m, k)))[0]
+  v = np.linalg.qr(rng.standard_normal((n, k)))[0]
+  return ((u * singular_values) @ v.T).astype(np.float32)
+
+
+def _low_rank(m, n, rank, seed):
+  rng = np.random.default_rng(seed)
+  return (rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n))).astype(np.float32)
+
+
+HARD_INPUTS = {
+  "rank8_32x10": lambda: _low_rank(32, 10, 8, 0),
+  "rank20_64x256": lambda: _low_rank(64, 256, 20, 1),
+  "cond1e6_48x160": lambda: _spectrum(48, 160, np.geomspace(1, 1e-6, 48), 2),
+  "cond1e6_160x48": lambda: _spectrum(160, 48, np.geomspace(1, 1e-6, 48), 3),
+  "cond1e6_64x64": lambda: _spectrum(64, 64, np.geomspace(1, 1e-6, 64), 4),
+  "tiny_norm_24x80": lambda: 1e-20 * _low_rank(24, 80, 24, 5),
+}
+PRESET_STEPS = {"kimi": 5, "dion": 5, "polar_express": 5, "polar_express_8": 8}
+
+
+def _rows(preset):
+  steps = PRESET_STEPS[preset]
+  return ns.resolve_coeffs(preset.removesuffix("_8"), steps)
+
+
+def _rel_err(y, ref):
+  return float(np.linalg.norm(np.asarray(y, np.float64) - ref) / np.linalg.norm(ref))
+
+
+def _pytorch_muon_bf16(x, rows, eps=1e-7):
+  """Keller Jordan's Muon NS as PyTorch runs it in bf16, emulated with JAX.
+
+  X = G / (||G|| + eps) in bf16, transposed if tall, then per step
+  A = X X^T, B = b A + c A A, X = a X + B X with every tensor rounded to bf16
+  (matmuls accumulate in f32, elementwise ops compute in f32 with the Python
+  float coefficient, as torch's bf16 kernels do).
+  """
+  bf16, f32 = jnp.bfloat16, jnp.float32
+  mm = lambda p, q: jnp.matmul(p, q, preferred_element_type=f32).astype(bf16)
+  lin = lambda s, t: (s * t.astype(f32)).astype(bf16)
+  add = lambda p, q: (p.astype(f32) + q.astype(f32)).astype(bf16)
+  g = jnp.asarray(x, f32).astype(bf16)
+  tall = g.shape[0] > g.shape[1]
+  g = g.T if tall else g
+  norm = jnp.linalg.norm(g.astype(f32)).astype(bf16).astype(f32)
+  g = (g.astype(f32) / (norm + eps)).astype(bf16)
+  for a, b, c in rows:
+    gram = mm(g, g.T)
+    poly = add(lin(b, gram), lin(c, mm(gram, gram)))
+    g = add(lin(a, g), mm(poly, g))
+  g = np.asarray(g.astype(f32))
+  return g.T if tall else g
+
+
+@pytest.mark.parametrize("preset", list(PRESET_STEPS))
+@pytest.mark.parametrize("name", list(HARD_INPUTS))
+def test_gram_f32_within_2x_of_standard_on_hard_inputs(preset, name):
+  x, rows = HARD_INPUTS[name](), _rows(preset)
+  ref = _np_newton_schulz(x, rows, len(rows))
+  err = {
+    method: _rel_err(ns.orthogonalize(jnp.asarray(x), coeffs=rows, method=method), ref)
+    for method in ("standard", "gram", "auto")
+  }
+  # Single-segment Gram (no restarts) measured 5.0e-5 on rank8_32x10 and
+  # 2.2e-4 on cond1e6_48x160 (kimi): 14x and 35x the standard form.
+  assert err["standard"] < 2e-4, err
+  assert err["gram"] <= 2 * err["standard"], err
+  assert err["auto"] <= 2 * err["standard"], err
+
+
+@pytest.mark.parametrize("preset", ["kimi", "polar_express"])
+@pytest.mark.parametrize("cond", [1e2, 1e3])
+def test_gram_f32_close_to_standard_on_graded_spectra(preset, cond):
+  # A spectrum spread over [1/cond, 1] is where lifting small singular values
+  # costs the Gram form most: 1.6-3.1x the standard form's error with
+  # restarts every 2 steps, 18-180x without.
+  x, rows = _spectrum(64, 200, np.geomspace(1, 1 / cond, 64), 6), _rows(preset)
+  ref = _np_newton_schulz(x, rows, len(rows))
+  std = _rel_err(ns.orthogonalize(jnp.asarray(x), coeffs=rows, method="standard"), ref)
+  gram = _rel_err(ns.orthogonalize(jnp.asarray(x), coeffs=rows, method="gram"), ref)
+  assert gram <= 4 * std, (gram, std)
+
+
+@pytest.mark.parametrize("preset", list(PRESET_STEPS))
+@pytest.mark.parametrize("name", [*HARD_INPUTS, "gaussian_128x512"])
+def test_bf16_within_2x_of_pytorch_muon_bf16(preset, name):
+  if name == "gaussian_128x512":
+    x = np.random.default_rng(7).standard_normal((128, 512)).astype(np.float32)
+  else:
+    x = HARD_INPUTS[name]()
+  rows = _rows(preset)
+  ref = _np_newton_schulz(x, rows, len(rows))
+  torch_err = _rel_err(_pytorch_muon_bf16(x, rows), ref)
+  for method in ("standard", "gram", "auto"):
+    y = ns.orthogonalize(jnp.asarray(x), coeffs=rows, method=method, ns_dtype=jnp.bfloat16)
+    err = _rel_err(y, ref)
+    # The Gram form before restarts and f32 m x m products: 5.8 to 3e8 here.
+    assert err <= 2 * torch_err, (method, err, torch_err)

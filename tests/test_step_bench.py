@@ -5,9 +5,11 @@ import glob
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from binaries import run_module
+from flax import nnx
 
 from muon_jax.lm import step_bench
 from muon_jax.lm import trainer as tr
@@ -55,6 +57,32 @@ def test_xla_flops_per_token_match_the_analytic_count(tiny_analysis):
   assert 5 * n_params < got["xla_optimizer_flops"] < 40 * n_params
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_flops_before_optimisation_match_the_compiled_count_on_cpu(optimizer):
+  # A GPU compile hides its matmuls in library custom calls, so step_bench
+  # counts the module before optimisation; on the CPU, where the compiled
+  # module keeps every dot, the two counts must agree.
+  tcfg = dataclasses.replace(TINY, optimizer=optimizer, remat="block")
+  mcfg = tr.model_config(tcfg, step_bench.vocab_size("tiny"))
+  graphdef, state = nnx.split(llama.abstract_model(mcfg))
+  params = nnx.to_pure_dict(state)
+  optimizer = tr.build_optimizer(tcfg)
+  opt_state = jax.eval_shape(optimizer.init, params)
+  batch = jax.ShapeDtypeStruct((2, tcfg.seq_len + 1), jnp.int32)
+  loss_of = lambda p, b: tr.lm_loss(nnx.merge(graphdef, p), b)
+  for lowered in (
+    jax.jit(jax.value_and_grad(loss_of)).lower(params, batch),
+    jax.jit(optimizer.update).lower(params, opt_state, params),
+  ):
+    before = step_bench.xla_flops(lowered)
+    after = step_bench.xla_flops(step_bench.compile_for_analysis(lowered))
+    assert before == pytest.approx(after, rel=0.02), (before, after)
+  got = step_bench.analyze_step(tcfg, 2)
+  assert got["xla_flops_per_token"] * 2 * tcfg.seq_len == step_bench.xla_flops(
+    jax.jit(jax.value_and_grad(loss_of)).lower(params, batch)
+  )
+
+
 def test_block_remat_lowers_the_step_peak_memory():
   cfg = dataclasses.replace(TINY, seq_len=256)
   none = step_bench.analyze_step(cfg, 4, flops=False)["peak_memory_bytes"]
@@ -96,6 +124,42 @@ def test_memory_sweep_grows_with_micro_batch_and_resumes_from_its_cache(tmp_path
   assert not second["muon"]["none"]["all_tested_fit"]
 
 
+def test_speed_sweep_times_what_fits_and_reports_the_fastest():
+  cfg = step_bench.BenchTrainConfig(
+    model="tiny",
+    optimizers=("muon",),
+    steps=1,
+    seq_len=16,
+    global_batch=4,
+    num_devices=1,
+    sweep=True,
+    sweep_micro_batches=(2, 3),
+    sweep_remat=("none", "block"),
+    sweep_attention=("xla", "cudnn"),
+    sweep_loss_chunks=(0, 8),
+  )
+  tcfg, _, _ = tr.resolve_batching(step_bench.train_config(cfg))
+  out = step_bench.speed_sweep(cfg, tcfg, peak=1e12)["muon"]
+  assert len(out["points"]) == 2 * 2 * 2 * 2
+  by_status = {}
+  for p in out["points"]:
+    by_status.setdefault(p["status"], []).append(p)
+  # Micro batch 3 does not divide the batch; cuDNN needs a GPU and bf16.
+  assert all(p["micro_batch"] == 3 or p["attention"] == "cudnn" for p in by_status["skipped"])
+  assert {(p["remat"], p["loss_chunk"]) for p in by_status["timed"]} == {
+    (r, c) for r in ("none", "block") for c in (0, 8)
+  }
+  for p in by_status["timed"]:
+    assert (p["micro_batch"], p["attention"]) == (2, "xla")
+    assert p["tokens_per_s"] == pytest.approx(4 * 16 / p["step_s_median"])
+    assert 0 < p["mfu"] and p["peak_memory_bytes"] > 0
+  assert out["fastest"] == max(by_status["timed"], key=lambda p: p["tokens_per_s"])
+  # Nothing fits a 1-byte budget: nothing is timed, no fastest.
+  none = step_bench.speed_sweep(dataclasses.replace(cfg, memory_budget_gb=1e-9), tcfg, 1e12)
+  assert {p["status"] for p in none["muon"]["points"]} == {"skipped", "over_budget"}
+  assert none["muon"]["fastest"] is None
+
+
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the error off a GPU")
 def test_run_rejects_cudnn_off_gpu():
   with pytest.raises(ValueError, match="^attention='cudnn' needs an NVIDIA GPU"):
@@ -116,10 +180,17 @@ def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
     "--loss_chunk=48",
     "--remat=block",
     f"--profile={tmp_path / 'trace'}",
+    "--sweep",
+    "--sweep_remat=block",
+    "--sweep_attention=xla",
+    "--sweep_loss_chunks=48",
     f"--out_dir={tmp_path}",
   )
   assert proc.returncode == 0, proc.stderr
   out = json.loads((tmp_path / "bench_train.json").read_text())
+  fastest = out["speed_sweep"]["muon"]["fastest"]
+  assert (fastest["micro_batch"], fastest["remat"], fastest["loss_chunk"]) == (4, "block", 48)
+  assert "muon  sweep: fastest of 1 timed (1 combinations): micro 4 remat=block" in proc.stdout
   assert (out["remat"], out["loss_chunk"]) == ("block", 48)
   assert out["vocab_size"] == ByteTokenizer.vocab_size
   assert out["muon"]["peak_memory_bytes"] > out["muon"]["argument_bytes"] > 0
@@ -139,6 +210,7 @@ def test_bench_train_binary_writes_memory_flops_speed_and_a_trace(tmp_path):
     (("--remat=all",), "error: --remat='all' is not allowed"),
     (("--sweep_micro_batches=4,0",), "error: --sweep_micro_batches=0 is out of range"),
     (("--profile=/proc/no_trace_here",), "error: --profile=/proc/no_trace_here is not writable"),
+    (("--sweep", "--steps=0"), "error: --sweep needs steps >= 1"),
   ],
 )
 def test_bench_train_bad_flags_are_one_line_errors(tmp_path, args, message):

@@ -5,15 +5,21 @@ For one model preset and batch shape, `run` reports per optimizer
     outputs, temporaries, donated (aliased) bytes, and their peak
     arguments + outputs + temporaries - aliased, for one device running one
     micro-batch of the trainer's step (`muon_jax.lm.trainer.make_train_step`);
-  * the FLOPs XLA counts (`Compiled.cost_analysis()`) for the loss gradient of
-    one micro-batch, per token, against `llama.flops_per_token` (6·N plus the
-    attention term), and for one optimizer update;
+  * the FLOPs XLA counts in the module before optimisation
+    (`Lowered.cost_analysis()`) for the loss gradient of one micro-batch, per
+    token, against `llama.flops_per_token` (6·N plus the attention term), and
+    for one optimizer update. The compiled module's count is no use on a GPU:
+    there the matmuls become cuBLAS / cuDNN custom calls that XLA does not
+    count (0.002 of the analytic count on an H200); before optimisation they
+    are still dot ops on every backend;
   * tokens/s and MFU of the real step (micro-batch scan, pmean, update),
     timed interleaved across optimizers (`steps` > 0), optionally under a
     `jax.profiler` trace;
-and, for `sweep_micro_batches`, the peak memory against micro batch for each
-remat policy in `sweep_remat`, with the largest micro batch within
-`memory_budget_gb`.
+for `sweep_micro_batches`, the peak memory against micro batch for each remat
+policy in `sweep_remat`, with the largest micro batch within
+`memory_budget_gb`; and with `sweep`, the measured step time of every micro
+batch x remat x attention x loss_chunk combination that fits the budget and
+the fastest of them (`speed_sweep`).
 
 The analysis never runs the step (abstract inputs), so LLaMA-160M at micro
 batch 16 x 1024 is analysed on a CPU in seconds. On the CPU, XLA expands the
@@ -112,6 +118,20 @@ class BenchTrainConfig:
     "With > 1 device and steps > 0: Newton-Schulz FLOPs per "
     "device and Muon update / whole step time, replicated vs sharded",
   )
+  sweep: bool = field(
+    False,
+    "Time every sweep_micro_batches (or micro_batch) x sweep_remat x sweep_attention x "
+    "sweep_loss_chunks combination that fits memory_budget_gb for `steps` steps and "
+    "report the fastest",
+  )
+  sweep_attention: tuple[str, ...] = field(
+    tuple(llama.ATTENTION_IMPLEMENTATIONS),
+    "Attention implementations of --sweep (ones this backend or dtype cannot run are skipped)",
+    choices=tuple(llama.ATTENTION_IMPLEMENTATIONS),
+  )
+  sweep_loss_chunks: tuple[int, ...] = field(
+    (0, 1024), "Loss chunks of --sweep (0 = full logits)", low=0
+  )
 
 
 def resolved_shape(cfg: BenchTrainConfig) -> tuple[int, int, int, str]:
@@ -166,9 +186,19 @@ def memory_stats(compiled) -> dict:
   return out
 
 
-def xla_flops(compiled) -> float:
-  """FLOPs of `compiled.cost_analysis()` (a while loop's body is counted once)."""
-  cost = compiled.cost_analysis()
+def validate(cfg: BenchTrainConfig) -> None:
+  """Field ranges and the combinations `run` needs; ValueError starts with the field."""
+  config_lib.check(cfg)
+  if cfg.sweep and not cfg.steps:
+    raise ValueError("sweep needs steps >= 1 (the timed steps of each combination)")
+
+
+def xla_flops(stage) -> float:
+  """FLOPs XLA counts in a `jax.stages.Lowered` (before optimisation) or `Compiled`.
+
+  A while loop's body is counted once.
+  """
+  cost = stage.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0]
   return float(cost["flops"])
@@ -187,20 +217,23 @@ def _abstract(tree, lead=()):
 def analyze_step(tcfg: tr.TrainConfig, micro_batch: int, *, flops: bool = True) -> dict:
   """Memory (and FLOPs) of one device's step on one micro-batch, from abstract inputs.
 
-  XLA's cost analysis counts a loop body once, so the chunked loss (a scan
-  over chunks) would show the logits of one chunk only: the gradient FLOPs
-  are counted on the full-logits loss of the same model and remat policy.
-  The chunked loss adds one recomputation of the logits (2·hidden·vocab per
-  token) to that.
+  FLOPs are counted in the modules before optimisation (see the module
+  docstring). XLA's cost analysis counts a loop body once, so the chunked loss
+  (a scan over chunks) would show the logits of one chunk only: the gradient
+  FLOPs are counted on the full-logits loss of the same model and remat
+  policy, with XLA attention (cuDNN's is a custom call even before
+  optimisation; the arithmetic is the same). The chunked loss adds one
+  recomputation of the logits (2·hidden·vocab per token) to that.
 
   Args:
     tcfg: trainer config (model, optimizer, dtypes, attention, remat, loss_chunk, seq_len).
     micro_batch: sequences in the analysed micro-batch.
-    flops: also compile the loss gradient and the optimizer update alone for
+    flops: also lower the loss gradient and the optimizer update alone for
       `cost_analysis`.
 
   Returns:
-    `memory_stats` of the step and `compile_s`; with `flops` also
+    `memory_stats` of the step and `compile_s` (with `flops`, the lowering of
+    the two counted modules is included); with `flops` also
     `xla_flops_per_token` (loss gradient), `analytic_flops_per_token`, their
     ratio `xla_over_analytic` and `xla_optimizer_flops` (one update).
   """
@@ -221,12 +254,13 @@ def analyze_step(tcfg: tr.TrainConfig, micro_batch: int, *, flops: bool = True) 
   )
   out = memory_stats(compiled)
   if flops:
+    xla_attention, _ = nnx.split(llama.abstract_model(mcfg.replace(attention="xla")))
 
     def loss_of(p, b):
-      return tr.lm_loss(nnx.merge(graphdef, p), b)
+      return tr.lm_loss(nnx.merge(xla_attention, p), b)
 
-    grad = compile_for_analysis(jax.jit(jax.value_and_grad(loss_of)).lower(params, micro_BxL1))
-    update = compile_for_analysis(jax.jit(optimizer.update).lower(params, opt_state, params))
+    grad = jax.jit(jax.value_and_grad(loss_of)).lower(params, micro_BxL1)
+    update = jax.jit(optimizer.update).lower(params, opt_state, params)
     per_token = xla_flops(grad) / (micro_batch * tcfg.seq_len)
     analytic = llama.flops_per_token(mcfg, tcfg.seq_len)
     out |= {
@@ -315,11 +349,9 @@ class _Runner:
     return m["loss"]
 
 
-def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> tuple[dict, dict | None]:
-  """Median step times per optimizer, interleaved; optionally traced; NS shard report."""
-  from muon_jax.infra import benchmarking
-
-  mcfg = tr.model_config(tcfg, vocab_size(cfg.model))
+def _model_and_batch(tcfg: tr.TrainConfig, n_devices: int):
+  """(graphdef, params, batch split for the step) of the timed steps: fixed random tokens."""
+  mcfg = tr.model_config(tcfg, vocab_size(tcfg.model))
   key = jax.random.key(0)
   graphdef, params = tr.init_params(mcfg, jax.random.fold_in(key, 0))
   tokens = np.asarray(
@@ -328,7 +360,14 @@ def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> tuple[d
     ),
     np.int32,
   )
-  batch = tr.split_batch(tokens, len(devices), tcfg.micro_batch)
+  return graphdef, params, tr.split_batch(tokens, n_devices, tcfg.micro_batch)
+
+
+def _time_steps(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, devices) -> tuple[dict, dict | None]:
+  """Median step times per optimizer, interleaved; optionally traced; NS shard report."""
+  from muon_jax.infra import benchmarking
+
+  graphdef, params, batch = _model_and_batch(tcfg, len(devices))
 
   def make_runner(opt_name, **overrides):
     return _Runner(tcfg, graphdef, params, batch, devices, optimizer=opt_name, **overrides)
@@ -398,6 +437,106 @@ def ns_shard_report(tcfg: tr.TrainConfig, params, devices, make_runner, repeats:
   }
 
 
+def _sweep_point(tcfg: tr.TrainConfig, budget: float, repeats: int, peak: float) -> dict:
+  """Checks, analyses and (if within `budget` bytes) times one sweep combination."""
+  from muon_jax.infra import benchmarking
+
+  point = {
+    "micro_batch": tcfg.micro_batch,
+    "remat": tcfg.remat,
+    "attention": tcfg.attention,
+    "loss_chunk": tcfg.loss_chunk,
+  }
+  try:
+    tr.validate_config(tcfg)
+    tcfg, devices, _ = tr.resolve_batching(tcfg)
+  except ValueError as e:
+    return point | {"status": "skipped", "reason": str(e)}
+  memory = analyze_step(tcfg, tcfg.micro_batch, flops=False)
+  point["peak_memory_bytes"] = memory["peak_memory_bytes"]
+  if point["peak_memory_bytes"] > budget:
+    return point | {"status": "over_budget"}
+  graphdef, params, batch = _model_and_batch(tcfg, len(devices))
+  try:
+    runner = _Runner(tcfg, graphdef, params, batch, devices)
+    (times,) = benchmarking.median_times([runner], repeats)
+  except jax.errors.JaxRuntimeError as e:
+    # Out of device memory despite the analysis: the combination does not fit.
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    return point | {"status": "out_of_memory", "reason": str(e).splitlines()[0]}
+  med = float(np.median(times))
+  tps = tcfg.global_batch * tcfg.seq_len / med
+  flops_per_token = llama.flops_per_token(
+    tr.model_config(tcfg, vocab_size(tcfg.model)), tcfg.seq_len
+  )
+  return point | {
+    "status": "timed",
+    "step_s_median": med,
+    "step_s_all": times,
+    "tokens_per_s": tps,
+    "mfu": tr.mfu(tps, flops_per_token, peak, len(devices)),
+  }
+
+
+def speed_sweep(cfg: BenchTrainConfig, tcfg: tr.TrainConfig, peak: float) -> dict:
+  """Measured step time of every micro batch x remat x attention x loss_chunk, per optimizer.
+
+  Each combination is checked as the trainer would (`validate_config`,
+  `resolve_batching`: global batch divisibility, attention backend and
+  dtype), its peak memory analysed (`analyze_step`), and, when within
+  `memory_budget_gb`, `cfg.steps` steps are timed (median after a compile
+  step), one combination at a time so only one set of buffers lives on the
+  device.
+
+  Args:
+    cfg: the benchmark config (sweep_* lists, budget, steps, optimizers).
+    tcfg: the resolved trainer config the combinations vary.
+    peak: per-device peak FLOP/s for MFU.
+
+  Returns:
+    {"budget_bytes": ..., optimizer: {"points": [one dict per combination with
+    its status: "timed", "over_budget", "out_of_memory" or "skipped" (with the
+    reason)], "fastest": the timed point with the highest tokens/s, or None}}.
+  """
+  budget = cfg.memory_budget_gb * 1e9
+  micros = sorted(cfg.sweep_micro_batches) or [tcfg.micro_batch]
+  grid = [
+    (micro, remat, attention, chunk)
+    for micro in micros
+    for remat in cfg.sweep_remat
+    for attention in cfg.sweep_attention
+    for chunk in cfg.sweep_loss_chunks
+  ]
+  progress = Progress(len(grid) * len(cfg.optimizers), "speed sweep")
+  out = {"budget_bytes": budget}
+  for opt in cfg.optimizers:
+    points = []
+    for micro, remat, attention, chunk in grid:
+      point = _sweep_point(
+        dataclasses.replace(
+          tcfg,
+          optimizer=opt,
+          micro_batch=micro,
+          remat=remat,
+          attention=attention,
+          loss_chunk=chunk,
+        ),
+        budget,
+        cfg.steps,
+        peak,
+      )
+      points.append(point)
+      speed = f"{point['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in point else point["status"]
+      progress.advance(1, f"{opt} micro={micro} remat={remat} {attention} chunk={chunk}: {speed}")
+    timed = [p for p in points if p["status"] == "timed"]
+    out[opt] = {
+      "points": points,
+      "fastest": max(timed, key=lambda p: p["tokens_per_s"]) if timed else None,
+    }
+  return out
+
+
 def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
   """Analyses (and with steps > 0 times) the configured step; returns a JSON-able dict.
 
@@ -410,9 +549,10 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
     analysis (`peak_memory_bytes`, FLOPs) and, when timed, step times,
     tokens/s and MFU; `muon_over_adamw_step_time` when both are timed;
     `ns_shard` (see `ns_shard_report`) when timed on several devices;
-    `memory_sweep` when `sweep_micro_batches` is set.
+    `memory_sweep` when `sweep_micro_batches` is set; `speed_sweep` (see
+    `speed_sweep`) with `sweep`.
   """
-  config_lib.check(cfg)
+  validate(cfg)
   llama.check_attention_backend(cfg.attention)
   tcfg = train_config(cfg)
   tr.validate_config(tcfg)
@@ -473,4 +613,7 @@ def run(cfg: BenchTrainConfig, out_dir: str | None = None) -> dict:
   if cfg.sweep_micro_batches:
     cache = os.path.join(out_dir, "memory_sweep_cache.json") if out_dir else None
     out["memory_sweep"] = memory_sweep(cfg, cache)
+  if cfg.sweep:
+    # validate() made sure steps > 0, so the peak above is known.
+    out["speed_sweep"] = speed_sweep(cfg, tcfg, peak)
   return out
