@@ -16,8 +16,9 @@ from it (`standard`: B = sigma X, X Gaussian, which for S = E_11 is exactly
 eq. (7)'s sqrt(Sigma) ⊙ Z with Sigma_ij = sigma^2, Sigma_11 = kappa sigma^2;
 `isotropic`: X uniform on the sphere of radius n (same total energy);
 `heavy_tail`: X standardized Student-t(nu) draws and a power-law column
-variance profile; `student_t`: the same draws, flat columns). kappa is the
-structural variance ratio Var<S, G> / sigma^2.
+variance profile of mean 1; `heavy_tail_unspiked`: the same profile at maximum 1;
+`student_t`: the same draws, flat columns). kappa is the structural variance
+ratio Var<S, G> / sigma^2.
 
 Also the optimizers under test (`make_optimizer`) and the power iterations the
 engine uses to track top singular pairs and spectral norms.
