@@ -482,3 +482,24 @@ def test_binary_bad_flags_exit_before_training(tmp_path, args, expect):
   proc = _run_binary(f"--out_dir={tmp_path}", *args)
   assert proc.returncode == 2 and proc.stderr.strip().startswith(expect), proc.stderr[-2000:]
   assert not os.path.exists(tmp_path / "adamw")  # nothing trained
+
+
+def test_the_gpu_join_pairs_the_runs_of_its_member_slices(tmp_path):
+  """The 160M report joins one-run slices: its claims equal a direct collect of their runs."""
+  from muon_jax.paper import landscape as lx
+  from muon_jax.paper import registry
+
+  members = []
+  for opt, seeds in SEEDED.items():
+    for k, probes in enumerate(seeds):
+      members.append(f"run_{opt}_{k}")
+      work = tmp_path / members[-1] / "work"
+      _write_runs(work, {opt: [probes]})
+      os.rename(work / opt / "seed0", work / opt / f"seed{k}")
+  join = registry.landscape_join("join", "Fig 3", {"seeds": 3}, tuple(members))
+  res = join.run(registry.experiment_config(join, "gpu"), str(tmp_path / "join" / "work"), False)
+  direct = lx.collect(_write_runs(tmp_path / "direct", SEEDED))
+  assert res["comparison"] == direct["comparison"]
+  assert [(c["id"], c["verdict"]) for c in join.claims(res)] == [
+    (c["id"], c["verdict"]) for c in lx.claims(direct)
+  ]

@@ -10,6 +10,7 @@ slice on any machine (`reproduce --scale=gpu --only=NAME`, `--max_minutes`, `--r
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from typing import Any, Callable, Optional
 
@@ -289,12 +290,13 @@ _LANDSCAPE_160M = {
 LANDSCAPE_SEEDS = (0, 1, 2)
 
 
-def _landscape_slice(optimizer: str, seed: int) -> Experiment:
+def landscape_run(name: str, overrides: dict) -> Experiment:
+  """One training run with probes (one optimizer, one seed): a member of a `landscape_join`."""
   return Experiment(
-    name=f"gpu_landscape_160m_{optimizer}_seed{seed}",
+    name=name,
     paper="Fig 3, Fig 4 (one run)",
     config_cls=landscape_experiment.LandscapeConfig,
-    scales={"gpu": {**_LANDSCAPE_160M, "optimizers": (optimizer,), "seed": seed}},
+    scales={"gpu": overrides},
     run=lambda cfg, work_dir, resume: landscape_experiment.run(cfg, work_dir, resume=resume),
     # One optimizer is no comparison: the paired claims live in gpu_landscape_160m.
     claims=lambda res: [],
@@ -305,17 +307,36 @@ def _landscape_slice(optimizer: str, seed: int) -> Experiment:
   )
 
 
-def _join_landscape(cfg, work_dir: str, resume: bool) -> dict:
-  """The paired Fig 3/4 comparison over the 160M slices' runs (siblings of work_dir)."""
-  out_dir = os.path.dirname(os.path.dirname(work_dir))
-  run_dirs = [
-    os.path.join(out_dir, f"gpu_landscape_160m_{opt}_seed{seed}", "work", opt, f"seed{seed}")
-    for opt in ("adamw", "muon")
-    for seed in LANDSCAPE_SEEDS
-  ]
-  res = landscape_experiment.collect(run_dirs)
-  res["config"] = results.to_json(dataclasses.asdict(cfg))
-  return res
+def landscape_join(name: str, paper: str, overrides: dict, members: tuple[str, ...]) -> Experiment:
+  """The paired Fig 3/4 comparison over the runs of the landscape slices `members`.
+
+  It trains nothing: its run collects the members' runs (`<out_dir>/<member>/work/<opt>/seed<k>`,
+  siblings of its own folder), and it stays pending until every member is done.
+  """
+
+  def run(cfg, work_dir: str, resume: bool) -> dict:
+    out_dir = os.path.dirname(os.path.dirname(os.path.abspath(work_dir)))
+    run_dirs = [
+      d for m in members for d in sorted(glob.glob(os.path.join(out_dir, m, "work", "*", "seed*")))
+    ]
+    res = landscape_experiment.collect(run_dirs)
+    res["config"] = results.to_json(dataclasses.asdict(cfg))
+    return res
+
+  return Experiment(
+    name=name,
+    paper=paper,
+    config_cls=landscape_experiment.LandscapeConfig,
+    scales={"gpu": overrides},
+    run=run,
+    claims=landscape_experiment.claims,
+    figures=landscape_figures.figures,
+    summary=lambda res: {k: v for k, v in res.items() if k != "surfaces"},
+    check=landscape_experiment.check_config,
+    refresh=landscape_experiment.recompare,
+    minutes={"gpu": 0.5},
+    members=members,
+  )
 
 
 GPU_SLICES = (
@@ -421,20 +442,19 @@ GPU_SLICES = (
     },
     minutes={"gpu": 2.0},
   ),
-  *(_landscape_slice(opt, seed) for seed in LANDSCAPE_SEEDS for opt in ("adamw", "muon")),
-  Experiment(
-    name="gpu_landscape_160m",
-    paper="Fig 3, Fig 4 (LLaMA-160M, Muon - AdamW paired by seed)",
-    config_cls=landscape_experiment.LandscapeConfig,
-    scales={"gpu": {**_LANDSCAPE_160M, "seeds": len(LANDSCAPE_SEEDS)}},
-    run=_join_landscape,
-    claims=landscape_experiment.claims,
-    figures=landscape_figures.figures,
-    summary=lambda res: {k: v for k, v in res.items() if k != "surfaces"},
-    check=landscape_experiment.check_config,
-    refresh=landscape_experiment.recompare,
-    minutes={"gpu": 0.5},
-    members=tuple(
+  *(
+    landscape_run(
+      f"gpu_landscape_160m_{opt}_seed{seed}",
+      {**_LANDSCAPE_160M, "optimizers": (opt,), "seed": seed},
+    )
+    for seed in LANDSCAPE_SEEDS
+    for opt in ("adamw", "muon")
+  ),
+  landscape_join(
+    "gpu_landscape_160m",
+    "Fig 3, Fig 4 (LLaMA-160M, Muon - AdamW paired by seed)",
+    {**_LANDSCAPE_160M, "seeds": len(LANDSCAPE_SEEDS)},
+    tuple(
       f"gpu_landscape_160m_{opt}_seed{seed}"
       for seed in LANDSCAPE_SEEDS
       for opt in ("adamw", "muon")
