@@ -62,13 +62,13 @@ _CRITERION_TEXT = {
 }
 
 
-def _ci_text(e: dict) -> str:
+def _ci_text(e: dict, axis: str = "D") -> str:
   if e["exponent"] is None:
     return f"no finite fit ({e['censored_frac']:.0%} censored)"
   lo, hi = ("n/a" if v is None else v if isinstance(v, str) else f"{v:+.2f}" for v in e["ci"])
   slope, (s_lo, s_hi) = e["escape_fraction_slope"], e["escape_fraction_slope_ci"]
   fraction = (
-    f"; escaped fraction slope vs log D {slope:+.2f} [{s_lo:+.2f}, {s_hi:+.2f}]"
+    f"; escaped fraction slope vs log {axis} {slope:+.2f} [{s_lo:+.2f}, {s_hi:+.2f}]"
     if e["censored_frac"] > 0 and s_lo is not None and s_hi is not None
     else ""
   )
@@ -320,7 +320,7 @@ def _curvature_rows(cfg: SaddleConfig, results: dict, noise: str) -> list[dict]:
         f"exponent γ of Muon's structural τ ~ λ^γ over λ = "
         f"{', '.join(f'{x:g}' for x in sorted(cfg.curvatures))}, all n pooled, lr "
         f"{c['lr']:g} ({_PAPER_LR_NOTE}), {noise} noise, κ={c['kappa']:g}, {cfg.steps} steps",
-        f"γ {_ci_text(e)}; per n: {per_n}",
+        f"γ {_ci_text(e, 'λ')}; per n: {per_n}{_lack_of_fit_text(e)}",
         e["verdict"],
         stats.reproduces(e["verdict"], _EXPECTED["fig1b"]),
         "fig1b_muon_vs_curvature.png",
@@ -378,7 +378,7 @@ def _fig1d_rows(cfg: SaddleConfig, results: dict, noise: str) -> list[dict]:
         f"exponent β of AdamW's structural τ ~ λ^β over the two flattest λ "
         f"({lams[0]:g}, {lams[1]:g}) at n = {n}, lr {lr:g}, κ = {kappa:g}; holds iff β's CI lies "
         f"in ±{results['delta']:g}",
-        f"β {_ci_text(e)}",
+        f"β {_ci_text(e, 'λ')}",
         verdict,
         _holds(verdict),
         "fig1d_trajectories.png",
